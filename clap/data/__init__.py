@@ -1,0 +1,3 @@
+from .catalog import DatasetCatalog
+
+__all__ = ["DatasetCatalog"]

@@ -1,0 +1,15 @@
+from fvcore.common.registry import Registry
+
+IMAGE_BACKBONE_REGISTRY = Registry("IMAGE_BACKBONE")
+IMAGE_BACKBONE_REGISTRY.__doc__ = """
+Registry for image backbones.
+
+A registered class is called as `cls(cfg)` and returns an `nn.Module` with
+`forward(images: Tensor (N, 3, H, W), normalised) -> dict[str, Tensor (N, C, H / s, W / s)]`
+and `output_shape() -> dict[str, ShapeSpec(channels=C, stride=s)]`.
+"""
+
+
+def build_image_backbone(cfg):
+    """Build `cfg.MODEL.IMAGE_BACKBONE.NAME`."""
+    return IMAGE_BACKBONE_REGISTRY.get(cfg.MODEL.IMAGE_BACKBONE.NAME)(cfg)
