@@ -66,6 +66,40 @@ _C.MODEL.PROTOTYPE_HEAD = CN()
 _C.MODEL.PROTOTYPE_HEAD.NAME = "SwappedPrototypeHead"
 # Loss weights w_proto (all prototype terms are multiplied by it; 0 disables the head).
 _C.MODEL.PROTOTYPE_HEAD.LOSS_WEIGHT = 1.0
+# Number of prototypes N_K (paper: 512).
+_C.MODEL.PROTOTYPE_HEAD.NUM_PROTOTYPES = 512
+# Dimension d_K of the per-cell embeddings and of the prototypes (paper: 128).
+_C.MODEL.PROTOTYPE_HEAD.EMBED_DIM = 128
+# Hidden width (channels) of the per-cell projection MLPs (LiDAR C_P -> d_K, camera C_I -> d_K).
+_C.MODEL.PROTOTYPE_HEAD.PROJ_HIDDEN_DIM = 256
+# Softmax temperature tau of the prototype assignment, dimensionless (paper: 1.0).
+_C.MODEL.PROTOTYPE_HEAD.TEMPERATURE = 1.0
+# Sinkhorn-Knopp iterations for the swapped codes (paper: 3).
+_C.MODEL.PROTOTYPE_HEAD.SINKHORN_ITERS = 3
+# Sinkhorn entropic regularisation epsilon, dimensionless (not in the paper; SwAV's 0.05).
+_C.MODEL.PROTOTYPE_HEAD.SINKHORN_EPSILON = 0.05
+# Weight w_SwAV of the swapped-prediction loss (paper: 1.0); logged as loss_swav.
+_C.MODEL.PROTOTYPE_HEAD.SWAV_WEIGHT = 1.0
+# Weight w_EM of the assignment-entropy loss (paper: 0.1); logged as loss_em.
+_C.MODEL.PROTOTYPE_HEAD.EM_WEIGHT = 0.1
+# Weight w_GMM of the Gram term (paper: 0.1), applied by GramRegularizerHook (times LOSS_WEIGHT).
+_C.MODEL.PROTOTYPE_HEAD.GRAM_WEIGHT = 0.1
+# Schedule of the Gram weight over training: "constant" or "cosine" (GRAM_WEIGHT at iteration 0
+# down to 0 at SOLVER.MAX_ITER).
+_C.MODEL.PROTOTYPE_HEAD.GRAM_SCHEDULE = "constant"
+# PrototypeEMHook statistics period, iterations: usage is accumulated over this many iterations,
+# then logged and (with RESEED_DEAD) dead prototypes are re-seeded. Prototypes are put back on
+# the unit sphere after every iteration regardless.
+_C.MODEL.PROTOTYPE_HEAD.EM_PERIOD = 100
+# A prototype is dead when it was the argmax of fewer than this many cells (LiDAR and camera
+# assignments together, summed over all ranks) during one EM_PERIOD.
+_C.MODEL.PROTOTYPE_HEAD.DEAD_THRESHOLD = 1
+# Re-seed dead prototypes from recent cell embeddings at the end of each EM_PERIOD.
+_C.MODEL.PROTOTYPE_HEAD.RESEED_DEAD = False
+# At most this many paired cells per forward and rank (random subset, torch RNG); 0 = all.
+_C.MODEL.PROTOTYPE_HEAD.MAX_PAIRED_CELLS = 0
+# Rows of the head's ring buffer of recent unit embeddings used for re-seeding (0: none kept).
+_C.MODEL.PROTOTYPE_HEAD.EMBEDDING_BUFFER_SIZE = 4096
 
 # Detection head (DET_HEAD_REGISTRY): BEV features -> 3D boxes.
 _C.MODEL.DET_HEAD = CN()
