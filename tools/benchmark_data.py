@@ -2,7 +2,7 @@
 """Samples per second of the data mapper (+ collate) through a DataLoader.
 
     python tools/benchmark_data.py --root tests/data/nuscenes_frame --split mini_train \
-        --num-samples 40 --workers 0 2
+        --num-samples 40 --workers 0,2
 
 By default the real nuScenes frame of the tests (6 x 1600x900 JPEGs, one LiDAR sweep) is
 repeated; the training mapper (random augmentation) at the configured INPUT.IMAGE_SIZE is used.
@@ -34,7 +34,9 @@ def parse_args(argv=None):
     parser.add_argument("--split", default="all")
     parser.add_argument("--num-samples", type=int, default=40, help="timed samples per run")
     parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
+    parser.add_argument(
+        "--workers", default="0,2", help="comma-separated DataLoader worker counts to time"
+    )
     parser.add_argument("--test-mapper", action="store_true", help="inference mapper (no aug)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
     return parser.parse_args(argv)
@@ -58,7 +60,7 @@ def main(argv=None):
         f"{len(cfg.INPUT.CAMERAS)} cameras, {mode} mapper"
     )
     print(f"{'workers':>8} {'batch':>6} {'samples':>8} {'seconds':>8} {'samples/s':>10}")
-    for num_workers in args.workers:
+    for num_workers in (int(v) for v in args.workers.split(",")):
         result = benchmark_data_loading(
             dataset_dicts, mapper, num_workers, args.num_samples, args.batch_size
         )

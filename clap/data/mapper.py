@@ -158,9 +158,10 @@ class NuScenesMapper:
         }
 
     def __call__(self, dataset_dict: dict) -> Dict[str, object]:
-        # Draw from torch's generator: DataLoader seeds it per worker, so workers differ and a
-        # run is reproducible under torch.manual_seed.
-        rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,)).item()))
+        # Training draws from torch's generator: DataLoader seeds it per worker, so workers differ
+        # and a run repeats under torch.manual_seed. Inference draws nothing.
+        seed = int(torch.randint(0, 2**62, (1,)).item()) if self.is_train else 0
+        rng = np.random.default_rng(seed)
         points = self._load_points(dataset_dict)
         cameras = self._load_cameras(dataset_dict, rng)
         boxes, labels = self._ground_truth(dataset_dict)
@@ -200,8 +201,8 @@ class NuScenesMapper:
             "gt_boxes": _float32(boxes),
             "gt_labels": torch.from_numpy(labels.astype(np.int64)),
             "aug_matrix": _float32(point_transform.matrix),
-            "lidar2ego": torch.from_numpy(np.asarray(dataset_dict["lidar2ego"], np.float64)),
-            "ego2global": torch.from_numpy(np.asarray(dataset_dict["ego2global"], np.float64)),
+            "lidar2ego": torch.tensor(dataset_dict["lidar2ego"], dtype=torch.float64),
+            "ego2global": torch.tensor(dataset_dict["ego2global"], dtype=torch.float64),
         }
 
     def _load_points(self, dataset_dict: dict) -> np.ndarray:
