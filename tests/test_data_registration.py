@@ -188,3 +188,37 @@ def test_train_fraction_from_config_applies_to_train_sets(tmp_path, monkeypatch)
     cfg.DATASETS.TRAIN_FRACTION = 1.5
     with pytest.raises(ValueError, match="TRAIN_FRACTION must be in"):
         register_from_config(cfg)
+
+
+def test_sweeps_follow_the_prev_chain_with_time_lag_and_transform(tmp_path):
+    root = copy_frame(tmp_path / "root")
+    tables = root / FRAME_VERSION
+    sample_data = json.loads((tables / "sample_data.json").read_text())
+    ego_poses = json.loads((tables / "ego_pose.json").read_text())
+    key = next(r for r in sample_data if "LIDAR_TOP" in r["filename"])
+    key_pose = next(p for p in ego_poses if p["token"] == key["ego_pose_token"])
+    # One earlier sweep: 50 ms before, the car 1 m further back along global x.
+    sweep_pose = dict(key_pose, token="sweep-pose", timestamp=key["timestamp"] - 50000)
+    sweep_pose["translation"] = [key_pose["translation"][0] - 1.0, *key_pose["translation"][1:]]
+    sweep = dict(
+        key,
+        token="sweep-record",
+        ego_pose_token="sweep-pose",
+        timestamp=key["timestamp"] - 50000,
+        is_key_frame=False,
+        prev="",
+        next=key["token"],
+    )
+    key["prev"] = "sweep-record"
+    (tables / "sample_data.json").write_text(json.dumps(sample_data + [sweep]))
+    (tables / "ego_pose.json").write_text(json.dumps(ego_poses + [sweep_pose]))
+
+    (sample,) = load_nuscenes_dicts(str(root), FRAME_VERSION, "all", str(tmp_path / "cache"))
+    (entry,) = sample["sweeps"]
+    assert entry["path"] == str(root / key["filename"])
+    assert entry["time_lag"] == pytest.approx(0.05)
+    global2lidar = np.linalg.inv(sample["ego2global"] @ sample["lidar2ego"])
+    np.testing.assert_allclose(entry["sweep2lidar"][:3, :3], np.eye(3), atol=1e-9)
+    expected = global2lidar[:3, :3] @ np.array([-1.0, 0.0, 0.0])
+    np.testing.assert_allclose(entry["sweep2lidar"][:3, 3], expected, atol=1e-9)
+    assert len(sample["cameras"]) == 6  # the sweep is not a key-frame channel
