@@ -99,8 +99,9 @@ _C.INPUT.CAMERAS = [
 # Size (H, W) of every image fed to the model, pixels.
 _C.INPUT.IMAGE_SIZE = [256, 704]
 # Image resize factor range, relative to the scale that fits the source width to IMAGE_SIZE W;
-# training draws uniformly from it, inference uses 1.0. Areas outside the source are zeros.
-_C.INPUT.RESIZE_SCALE = [0.86, 1.25]
+# training draws uniformly from it, inference uses 1.0. Factors below 1 leave zero-filled
+# borders (no image there), so the default stays at or above 1.
+_C.INPUT.RESIZE_SCALE = [1.0, 1.25]
 # Fraction (range) of the resized image height cut off at the bottom before the IMAGE_SIZE H rows
 # above it are kept; training draws uniformly, inference uses the mean. The horizontal crop is
 # uniform in training and centred at inference.
