@@ -113,6 +113,50 @@ _C.INPUT = CN()
 _C.INPUT.POINT_CLOUD_RANGE = [-54.0, -54.0, -5.0, 54.0, 54.0, 3.0]
 # Input voxel size (x, y, z), meters.
 _C.INPUT.VOXEL_SIZE = [0.075, 0.075, 0.2]
+# Earlier LiDAR sweeps merged into the key frame (each moved into the key LiDAR frame, its time
+# lag in seconds in the 5th point channel); fewer are used when a sample has fewer.
+_C.INPUT.NUM_SWEEPS = 9
+# Points averaged per input voxel at most (the first ones in point order).
+_C.INPUT.MAX_POINTS_PER_VOXEL = 10
+# Input voxels kept per sample at most (in order of first appearance), training / inference.
+_C.INPUT.MAX_VOXELS_TRAIN = 120000
+_C.INPUT.MAX_VOXELS_TEST = 160000
+# Camera channels loaded, in this order (the N_cam axis of the batch); empty loads no images.
+_C.INPUT.CAMERAS = [
+    "CAM_FRONT",
+    "CAM_FRONT_RIGHT",
+    "CAM_FRONT_LEFT",
+    "CAM_BACK",
+    "CAM_BACK_LEFT",
+    "CAM_BACK_RIGHT",
+]
+# Size (H, W) of every image fed to the model, pixels.
+_C.INPUT.IMAGE_SIZE = [256, 704]
+# Image resize factor range, relative to the scale that fits the source width to IMAGE_SIZE W;
+# training draws uniformly from it, inference uses 1.0. Factors below 1 leave zero-filled
+# borders (no image there), so the default stays at or above 1.
+_C.INPUT.RESIZE_SCALE = [1.0, 1.25]
+# Fraction (range) of the resized image height cut off at the bottom before the IMAGE_SIZE H rows
+# above it are kept; training draws uniformly, inference uses the mean. The horizontal crop is
+# uniform in training and centred at inference.
+_C.INPUT.CROP_BOTTOM_RANGE = [0.0, 0.0]
+# Probability of a horizontal image flip (training only; each camera draws its own).
+_C.INPUT.IMAGE_FLIP_PROB = 0.5
+# Photometric jitter strengths (brightness, contrast, saturation): each factor is drawn from
+# [1 - s, 1 + s] per image, training only; 0 disables that term.
+_C.INPUT.COLOR_JITTER = [0.2, 0.2, 0.2]
+# Global point-cloud augmentation (training only), folded into lidar2cam / lidar2img / aug_matrix.
+# Rotation about +z drawn uniformly from this range, radians.
+_C.INPUT.ROTATION = [-0.78539816, 0.78539816]
+# Uniform scale factor range.
+_C.INPUT.SCALE = [0.9, 1.1]
+# Probability of mirroring the x axis (x -> -x) and the y axis (y -> -y).
+_C.INPUT.FLIP_X_PROB = 0.5
+_C.INPUT.FLIP_Y_PROB = 0.5
+# Standard deviation of a Gaussian translation (x, y, z), meters.
+_C.INPUT.TRANSLATION_STD = [0.5, 0.5, 0.5]
+# Training drops boxes with fewer LiDAR points than this (the annotation's num_lidar_pts).
+_C.INPUT.MIN_BOX_LIDAR_POINTS = 1
 
 # ---------------------------------------------------------------------------------------------
 # Data sets
@@ -123,6 +167,16 @@ _C.DATASETS.TRAIN = ()
 _C.DATASETS.TEST = ()
 # Root folder of a nuScenes-format data set (real nuScenes or the synthetic world).
 _C.DATASETS.ROOT = "datasets/synthetic_nuscenes"
+# Version folder under ROOT (e.g. "v1.0-mini", "v1.0-trainval"); empty registers every version
+# folder found. Data sets are named nuscenes_<version>_<split>, split from the devkit's split
+# lists, the version's splits.json, or "all".
+_C.DATASETS.VERSION = "v1.0-mini"
+# Folder of the per-sample caches (rebuilt when the tables change).
+_C.DATASETS.CACHE_DIR = "datasets/cache"
+# Fraction of the samples of each DATASETS.TRAIN set that is used (label-scarce fine-tuning,
+# e.g. 0.05 or 0.01); at least one sample. The subset is fixed by TRAIN_FRACTION_SEED.
+_C.DATASETS.TRAIN_FRACTION = 1.0
+_C.DATASETS.TRAIN_FRACTION_SEED = 0
 
 # ---------------------------------------------------------------------------------------------
 # Data loader

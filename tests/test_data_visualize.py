@@ -1,0 +1,80 @@
+"""Drawing helpers and the data inspection tool."""
+
+import importlib.util
+from pathlib import Path
+
+import cv2
+import numpy as np
+from nuscenes_frame_helpers import FRAME_ROOT, FRAME_SAMPLE_TOKEN
+
+from clap.utils.visualizer import draw_bev, draw_points_on_image, image_grid
+
+_REPO = Path(__file__).resolve().parent.parent
+
+
+def _load_tool(name):
+    spec = importlib.util.spec_from_file_location(name, _REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_points_are_drawn_where_they_project():
+    image = np.zeros((20, 30, 3), dtype=np.uint8)
+    lidar2img = np.eye(4)
+    lidar2img[:3, :3] = [[10.0, 0, 15], [0, 10, 10], [0, 0, 1]]
+    points = np.array([[0.5, 0.2, 1.0], [0.0, 0.0, -1.0]])  # the second is behind the camera
+    drawn = draw_points_on_image(image, points, lidar2img, radius=0)
+    assert drawn[12, 20].any() and drawn.any(axis=2).sum() == 1
+    assert not image.any()  # the input is not modified
+
+
+def test_bev_draws_points_and_box_outlines():
+    points = np.array([[10.0, 0.0, 0.0]])
+    boxes = np.array([[-10.0, 5.0, 0.0, 4.0, 2.0, 1.5, 0.0, 0.0, 0.0]])
+    bev = draw_bev(points, boxes, np.array([0]), (-20, -20, -5, 20, 20, 3), pixels_per_meter=2)
+    assert bev.shape == (80, 80, 3)
+    assert bev[20, 40].any()  # x = 10 m ahead: 20 pixels below the top, centre column
+    # The box spans rows 56-64 and columns 28-32, outlined in the car colour (orange).
+    for row, column in ((58, 28), (58, 32), (64, 30)):
+        assert bev[row, column, 0] > 200 and bev[row, column, 2] == 0
+    # Its heading line runs from the centre (row 60) to the front edge (row 56), not backwards.
+    assert bev[57:61, 30].any(axis=1).all() and not bev[62, 30].any()
+    turned = draw_bev(points, None, None, (-20, -20, -5, 20, 20, 3), 2, up_direction=np.pi / 2)
+    assert turned[40, 60].any()  # with +y up, the point at +x is drawn to the right
+
+
+def test_image_grid_layout():
+    images = [np.full((4, 5, 3), i * 40, dtype=np.uint8) for i in range(1, 6)]
+    grid = image_grid(images, columns=3, gap=1)
+    assert grid.shape == (9, 17, 3)
+    assert grid[0, 6, 0] == 80 and grid[5, 12, 0] == 0  # second image; empty sixth cell
+
+
+def test_visualize_tool_writes_camera_and_bev_pngs(tmp_path):
+    tool = _load_tool("visualize_data")
+    written = tool.main(
+        [
+            "--root",
+            str(FRAME_ROOT),
+            "--split",
+            "mini_train",
+            "--num-samples",
+            "3",
+            "--output",
+            str(tmp_path / "vis"),
+            "--train",
+            "DATASETS.CACHE_DIR",
+            str(tmp_path / "cache"),
+            "INPUT.IMAGE_SIZE",
+            "(64, 112)",
+        ]
+    )
+    stems = {Path(p).name.rsplit("_", 1)[0] for p in written}
+    assert stems == {f"0000_{FRAME_SAMPLE_TOKEN}"} and len(written) == 3
+    cameras = cv2.imread(str(tmp_path / "vis" / f"0000_{FRAME_SAMPLE_TOKEN}_cameras.png"))
+    assert cameras.shape == (2 * 64 + 2, 3 * 112 + 4, 3)
+    bev = cv2.imread(str(tmp_path / "vis" / f"0000_{FRAME_SAMPLE_TOKEN}_bev.png"))
+    assert bev.shape == (864, 864, 3) and bev.any()
+    overview = cv2.imread(str(tmp_path / "vis" / f"0000_{FRAME_SAMPLE_TOKEN}_overview.png"))
+    assert overview.shape[0] == cameras.shape[0] and overview.shape[1] > cameras.shape[1]
