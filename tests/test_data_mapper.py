@@ -141,7 +141,9 @@ def test_sweeps_are_moved_into_the_key_frame_with_their_time_lag(frame_dict, tmp
     assert np.all(points[: len(key), 4] == 0) and np.allclose(points[len(key) :, 4], 0.05)
 
 
-def test_non_finite_points_are_dropped_and_logged(tmp_path, caplog):
+def test_non_finite_points_are_dropped_and_logged(tmp_path, caplog, monkeypatch):
+    # A configured "clap" logger (setup_logger) stops propagation; caplog listens at the root.
+    monkeypatch.setattr(logging.getLogger("clap"), "propagate", True)
     root = copy_frame(tmp_path / "root")
     (dataset_dict,) = load_nuscenes_dicts(str(root), FRAME_VERSION, "all", str(tmp_path / "c"))
     points = np.fromfile(dataset_dict["lidar_path"], dtype=np.float32).reshape(-1, 5)

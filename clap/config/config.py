@@ -29,9 +29,17 @@ class CfgNode(_FvcoreCfgNode):
         loaded = type(self)(loaded)
         self.merge_from_other_cfg(loaded)
 
-    def dump(self, *args, **kwargs) -> str:
-        """The config as a yaml string (loadable by `merge_from_file`)."""
-        return super().dump(*args, **kwargs)
+    def merge_from_list(self, cfg_list: list) -> None:
+        """Merge `KEY VALUE` pairs (command-line overrides); unknown keys raise KeyError."""
+        if len(cfg_list) % 2 != 0:
+            raise ValueError(f"Overrides must be KEY VALUE pairs, got an odd list: {cfg_list}")
+        for full_key in cfg_list[0::2]:
+            node = self
+            for part in full_key.split("."):
+                if not isinstance(node, _FvcoreCfgNode) or part not in node:
+                    raise KeyError(f"Non-existent config key: {full_key}")
+                node = node[part]
+        super().merge_from_list(cfg_list)
 
 
 def get_cfg() -> CfgNode:

@@ -21,14 +21,23 @@ __all__ = ["MapDataset", "build_test_loader", "build_train_loader", "get_dataset
 logger = logging.getLogger(__name__)
 
 
-def get_dataset_dicts(names: Union[str, Sequence[str]]) -> List[dict]:
+def get_dataset_dicts(names: Union[str, Sequence[str]], cfg=None) -> List[dict]:
     """The concatenated sample dicts of the named DatasetCatalog entries.
+
+    With `cfg`, nuScenes names (`nuscenes_<version>_<split>`) not registered yet are registered
+    first from the root `DATASETS.ROOT` (`clap.data.datasets.nuscenes.register_from_config`).
 
     Raises:
         KeyError: naming an unregistered data set. ValueError: naming an empty one.
     """
     if isinstance(names, str):
         names = [names]
+    if cfg is not None and any(
+        n.startswith("nuscenes_") and n not in DatasetCatalog for n in names
+    ):
+        from clap.data.datasets.nuscenes import register_from_config
+
+        register_from_config(cfg)
     dicts = []
     for name in names:
         dataset_dicts = DatasetCatalog.get(name)
@@ -169,7 +178,7 @@ def build_train_loader(
     if dataset is None:
         if len(cfg.DATASETS.TRAIN) == 0:
             raise ValueError("DATASETS.TRAIN is empty: name at least one registered data set")
-        dataset = get_dataset_dicts(cfg.DATASETS.TRAIN)
+        dataset = get_dataset_dicts(cfg.DATASETS.TRAIN, cfg)
     mapper, collate_fn = _resolve_mapper_and_collate(cfg, mapper, collate_fn, is_train=True)
     seed = _run_seed(cfg)
     rank = comm.get_rank()
@@ -200,7 +209,7 @@ def build_test_loader(
     """A finite loader over this rank's shard of a test set (every sample once over all ranks,
     in order), TEST.BATCH_SIZE samples per batch. Defaults as in `build_train_loader`, with
     `build_mapper(cfg, is_train=False)`."""
-    dataset = get_dataset_dicts(dataset_name)
+    dataset = get_dataset_dicts(dataset_name, cfg)
     mapper, collate_fn = _resolve_mapper_and_collate(cfg, mapper, collate_fn, is_train=False)
     seed = _run_seed(cfg)
     rank = comm.get_rank()
