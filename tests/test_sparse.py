@@ -130,6 +130,21 @@ def test_inverse_conv_without_cached_map_matches_cached():
     torch.testing.assert_close(up(fresh_coarse, fresh_fine).feats, cached)
 
 
+def test_binary_search_lookup_matches_direct_table(monkeypatch):
+    """Large grids use binary search instead of the direct-address table: same results."""
+    import clap.layers.sparse.kernel_map as kernel_map_module
+
+    x = random_sparse((9, 7, 6), batch_size=2, channels=2, occupancy=0.2, seed=4)
+    convs = [SubMConv3d(2, 3, (3, 1, 3)).double(), SparseConv3d(2, 3, 3, 2).double()]
+    with_table = [conv(x) for conv in convs]
+    monkeypatch.setattr(kernel_map_module, "DIRECT_TABLE_MAX_CELLS", 0)
+    fresh = SparseTensor(x.feats, x.coords, x.spatial_shape, 2)
+    for conv, expected in zip(convs, with_table):
+        got = conv(fresh)
+        assert torch.equal(got.coords, expected.coords)
+        torch.testing.assert_close(got.feats, expected.feats)
+
+
 def test_kernel_maps_are_reused_within_a_forward_pass():
     x = random_sparse((6, 6, 6), batch_size=1, channels=2, dtype=torch.float32)
     conv_a, conv_b = SubMConv3d(2, 2), SubMConv3d(2, 2)

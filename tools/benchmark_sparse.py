@@ -4,9 +4,9 @@
 A grid of X x Y x Z cells (default 256 x 256 x 32) with a fraction of active cells (default 2%,
 uniformly random or clustered on surfaces), one 3x3x3 submanifold conv C -> C against a dense
 3x3x3 `conv3d` on the whole volume. The sparse timing includes building the kernel map (a fresh
-`SparseTensor` each run). Each method runs in its own process; its peak memory is the largest
-resident set size (sampled every millisecond by a thread) during forward + backward, minus the
-resident size just before it.
+`SparseTensor` each run). Each method is timed in its own process, and measured for memory in
+another: the peak memory is the largest resident set size (sampled every millisecond by a thread)
+during forward + backward, minus the resident size just before it.
 
     PYTHONPATH=. python tools/benchmark_sparse.py --channels 16 --runs 5 --threads 2
 """
@@ -75,7 +75,7 @@ class PeakRSS:
         self.peak_mb = max(self.peak_mb, _rss_mb())
 
 
-def _run_method(method, args, queue):
+def _run_method(method, measure, args, queue):
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     shape_xyz = tuple(args.grid)
@@ -97,31 +97,38 @@ def _run_method(method, args, queue):
         out.sum().backward()
 
     step()  # warm-up
-    times, increases = [], []
+    samples = []
     for _ in range(args.runs):
-        with PeakRSS() as memory:
+        if measure == "time":
             start = time.perf_counter()
             step()
-            times.append(time.perf_counter() - start)
-        increases.append(memory.peak_mb - memory.start_mb)
-    queue.put(
-        {
-            "method": method,
-            "active": coords.shape[0],
-            "median_s": statistics.median(times),
-            "peak_rss_increase_mb": statistics.median(increases),
-            "rss_after_setup_mb": _rss_mb(),
-        }
-    )
+            samples.append(time.perf_counter() - start)
+        else:
+            with PeakRSS() as memory:
+                step()
+            samples.append(memory.peak_mb - memory.start_mb)
+    queue.put({"active": coords.shape[0], "median": statistics.median(samples)})
 
 
-def run_in_subprocess(method, args):
-    context = mp.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=_run_method, args=(method, args, queue))
-    process.start()
-    result = queue.get()
-    process.join()
+def run_in_subprocess(method, measure, args):
+    """Median over `args.runs` of the time (s) or peak RSS increase (MB) of one method."""
+    environment = dict(os.environ)
+    if measure == "memory":
+        # A fixed mmap threshold makes glibc hand every large freed block back to the system,
+        # so the resident size follows what is allocated (with the default dynamic threshold,
+        # blocks freed by the warm-up stay resident and hide later peaks). It slows allocation
+        # down, hence separate processes for timing and for memory.
+        os.environ["MALLOC_MMAP_THRESHOLD_"] = str(128 * 1024)
+    try:
+        context = mp.get_context("spawn")
+        queue = context.Queue()
+        process = context.Process(target=_run_method, args=(method, measure, args, queue))
+        process.start()
+        result = queue.get()
+        process.join()
+    finally:
+        os.environ.clear()
+        os.environ.update(environment)
     return result
 
 
@@ -135,21 +142,22 @@ def main():
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = parser.parse_args()
 
-    results = {m: run_in_subprocess(m, args) for m in ("sparse", "dense")}
+    results = {
+        (method, measure): run_in_subprocess(method, measure, args)
+        for method in ("sparse", "dense") for measure in ("time", "memory")
+    }
     print(
         f"grid {tuple(args.grid)} (X, Y, Z), {args.layout} occupancy {args.occupancy:.1%} "
-        f"({results['sparse']['active']} active cells), 3x3x3 conv {args.channels} -> "
+        f"({results['sparse', 'time']['active']} active cells), 3x3x3 conv {args.channels} -> "
         f"{args.channels}, forward + backward, {args.threads} threads, median of {args.runs}"
     )
     for method in ("sparse", "dense"):
-        r = results[method]
         print(
-            f"  {method:6s}: {r['median_s'] * 1000:9.1f} ms   peak RSS increase "
-            f"{r['peak_rss_increase_mb']:8.1f} MB   (process RSS {r['rss_after_setup_mb']:.0f} MB)"
+            f"  {method:6s}: {results[method, 'time']['median'] * 1000:9.1f} ms   peak RSS "
+            f"increase {results[method, 'memory']['median']:8.1f} MB"
         )
-    speedup = results["dense"]["median_s"] / results["sparse"]["median_s"]
+    speedup = results["dense", "time"]["median"] / results["sparse", "time"]["median"]
     print(f"  speed-up sparse vs dense: {speedup:.1f}x")
-
 
 if __name__ == "__main__":
     main()

@@ -52,10 +52,60 @@ def strided_output_shape(
     )
 
 
+# Grids with at most this many cells (batch included) are indexed by a direct-address table
+# (one int32 per cell); larger ones by binary search in the sorted keys.
+DIRECT_TABLE_MAX_CELLS = 2**24
+
+
 def _pack(batch, x, y, z, shape):
-    """Unique int64 key of cell (batch, x, y, z) on a grid of `shape` (X, Y, Z); broadcasts."""
+    """Unique int64 key of cell (batch, x, y, z) on a grid of `shape` (X, Y, Z); broadcasts.
+
+    Keys increase with (batch, x, y, z) in lexicographic order.
+    """
     _, y_n, z_n = shape
     return ((batch * shape[0] + x) * y_n + y) * z_n + z
+
+
+def _num_keys(coords: torch.Tensor, shape) -> int:
+    batches = int(coords[:, 0].max()) + 1 if coords.shape[0] else 0
+    return batches * shape[0] * shape[1] * shape[2]
+
+
+def _unique_sorted(keys: torch.Tensor, num_keys: int) -> torch.Tensor:
+    """Sorted unique values of int64 `keys` in [0, num_keys)."""
+    if num_keys <= DIRECT_TABLE_MAX_CELLS:
+        present = torch.zeros(num_keys, dtype=torch.bool, device=keys.device)
+        present[keys] = True
+        return present.nonzero().squeeze(1)
+    return torch.unique(keys)
+
+
+class _CellIndex:
+    """Row of each active cell, found from int64 cell keys (a table or binary search)."""
+
+    def __init__(self, coords: torch.Tensor, shape):
+        keys = _pack(*coords.unbind(1), shape)
+        num_keys = _num_keys(coords, shape)
+        self.num_keys = num_keys
+        if num_keys <= DIRECT_TABLE_MAX_CELLS:
+            self.table = torch.full((num_keys,), -1, dtype=torch.int32, device=coords.device)
+            self.table[keys] = torch.arange(
+                coords.shape[0], dtype=torch.int32, device=coords.device
+            )
+        else:
+            self.table = None
+            self.sorted_keys, self.order = torch.sort(keys)
+
+    def find(self, keys: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Rows (long, same shape as keys) of the cells with these keys; -1 if absent / invalid."""
+        valid = valid & (keys < self.num_keys)
+        if self.table is not None:
+            rows = self.table[torch.where(valid, keys, torch.zeros_like(keys))].long()
+            return rows.masked_fill_(~valid, -1)
+        position = torch.searchsorted(self.sorted_keys, keys)
+        position.clamp_(max=self.sorted_keys.shape[0] - 1)
+        hit = valid & (self.sorted_keys[position] == keys)
+        return torch.where(hit, self.order[position], torch.full_like(position, -1))
 
 
 def _axis_candidates(coords_axis, kernel, stride, padding, extent):
@@ -90,7 +140,7 @@ def strided_output_coords(
     (ox, vx), (oy, vy), (oz, vz) = per_axis
     keys = _pack(b, ox[None, None], oy[None, :, None], oz[:, None, None], out_shape)
     valid = vx[None, None] & vy[None, :, None] & vz[:, None, None]
-    keys = torch.unique(keys[valid])
+    keys = _unique_sorted(keys[valid], _num_keys(coords, out_shape))
     z = keys % out_shape[2]
     rest = keys // out_shape[2]
     y = rest % out_shape[1]
@@ -139,8 +189,10 @@ def build_kernel_map(
     """Neighbour pairs of a conv from `in_coords` to `out_coords` (both (N, 4) long).
 
     For every output cell o and kernel position d the input cell `o * stride - padding + d` is
-    looked up among the input cells: all queries are hashed to int64 keys at once and found by
-    binary search in the sorted input keys. `submanifold=True` (stride 1, centred padding, same
+    looked up among the input cells: all queries are packed into int64 keys at once and found
+    with a direct-address table (grids up to `DIRECT_TABLE_MAX_CELLS` cells) or by binary
+    search in the sorted input keys. Queries are issued in key order of the output cells, which
+    keeps the lookups cache-friendly. `submanifold=True` (stride 1, centred padding, same
     coordinates in and out) drops the centre offset and records it as `identity_offset`.
     """
     kernel_volume = kernel_size[0] * kernel_size[1] * kernel_size[2]
@@ -151,31 +203,40 @@ def build_kernel_map(
             in_coords, out_coords, tuple(out_spatial_shape), empty, empty, [0] * kernel_volume,
             identity_offset,
         )
-    in_keys = _pack(*in_coords.unbind(1), in_spatial_shape)
-    sorted_keys, order = torch.sort(in_keys)
+    index = _CellIndex(in_coords, in_spatial_shape)
+    out_order = torch.argsort(_pack(*out_coords.unbind(1), out_spatial_shape))
+    ordered = out_coords[out_order]
 
-    b = out_coords[:, 0]
     queries, valids = [], []
     for a in range(3):
-        q = out_coords[:, 1 + a][None, :] * stride[a] - padding[a] + torch.arange(
+        q = ordered[:, 1 + a][None, :] * stride[a] - padding[a] + torch.arange(
             kernel_size[a], device=out_coords.device
         )[:, None]
         queries.append(q)
         valids.append((q >= 0) & (q < in_spatial_shape[a]))
     qx, qy, qz = queries
     vx, vy, vz = valids
-    keys = _pack(b, qx[None, None], qy[None, :, None], qz[:, None, None], in_spatial_shape)
-    valid = vx[None, None] & vy[None, :, None] & vz[:, None, None]
-    keys = keys.reshape(kernel_volume, -1)
-    valid = valid.reshape(kernel_volume, -1)
+    keys = _pack(ordered[:, 0], qx[None, None], qy[None, :, None], qz[:, None, None],
+                 in_spatial_shape).reshape(kernel_volume, -1)
+    valid = (vx[None, None] & vy[None, :, None] & vz[:, None, None]).reshape(kernel_volume, -1)
     if submanifold:
-        valid[identity_offset] = False
+        # Offsets k and K - 1 - k are opposite: cell a sees b through one exactly when b sees a
+        # through the other, so only the offsets before the centre are looked up.
+        keys, valid = keys[:identity_offset], valid[:identity_offset]
 
-    position = torch.searchsorted(sorted_keys, keys).clamp_(max=sorted_keys.shape[0] - 1)
-    found = valid & (sorted_keys[position] == keys)
-    offset_index, out_indices = found.nonzero(as_tuple=True)
-    in_indices = order[position[offset_index, out_indices]]
+    rows = index.find(keys, valid)
+    found = rows >= 0
+    offset_index, ordered_index = found.nonzero(as_tuple=True)
+    in_indices = rows[offset_index, ordered_index]
+    out_indices = out_order[ordered_index]
     offset_counts = found.sum(dim=1).tolist()
+    if submanifold:
+        mirrored = found.flip(0)
+        offset_index, ordered_index = mirrored.nonzero(as_tuple=True)
+        mirrored_rows = rows.flip(0)[offset_index, ordered_index]
+        in_indices = torch.cat([in_indices, out_order[ordered_index]])
+        out_indices = torch.cat([out_indices, mirrored_rows])
+        offset_counts = offset_counts + [0] + offset_counts[::-1]
     return KernelMap(
         in_coords, out_coords, tuple(out_spatial_shape), in_indices, out_indices, offset_counts,
         identity_offset,
