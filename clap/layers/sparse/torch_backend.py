@@ -28,6 +28,11 @@ class _GatherGemmScatter(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, feats, weight, kernel_map: KernelMap, num_out: int, swap: bool):
+        with torch.autocast(feats.device.type, enabled=False):
+            return _GatherGemmScatter._forward(ctx, feats, weight, kernel_map, num_out, swap)
+
+    @staticmethod
+    def _forward(ctx, feats, weight, kernel_map: KernelMap, num_out: int, swap: bool):
         in_idx, out_idx = kernel_map.in_indices, kernel_map.out_indices
         if swap:
             in_idx, out_idx = out_idx, in_idx
@@ -47,7 +52,13 @@ class _GatherGemmScatter(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
+        with torch.autocast(grad_out.device.type, enabled=False):
+            return _GatherGemmScatter._backward(ctx, grad_out)
+
+    @staticmethod
+    def _backward(ctx, grad_out):
         feats, weight = ctx.saved_tensors
+        grad_out = grad_out.to(feats.dtype)
         kernel_map = ctx.kernel_map
         in_idx, out_idx = kernel_map.in_indices, kernel_map.out_indices
         if ctx.swap:
@@ -91,7 +102,8 @@ def gather_gemm_scatter(
     (result (num_in, C_out)); pair (i, o, k) then sends feats[o] @ weight[k] to cell i.
     """
     num_out = kernel_map.num_in if transposed else kernel_map.num_out
-    return _GatherGemmScatter.apply(feats, weight, kernel_map, num_out, transposed)
+    # Under autocast the weight follows the features' dtype (the cast is differentiable).
+    return _GatherGemmScatter.apply(feats, weight.to(feats.dtype), kernel_map, num_out, transposed)
 
 
 def _cached_map(x: SparseTensor, key, in_coords, out_coords, build):

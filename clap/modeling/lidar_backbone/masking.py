@@ -32,11 +32,15 @@ def sample_block_mask(
     device = voxel_coords.device
     if voxel_coords.shape[0] == 0 or mask_ratio == 0.0:
         return torch.ones(voxel_coords.shape[0], dtype=torch.bool, device=device)
-    blocks = voxel_coords.long().clone()
-    blocks[:, 1:] = torch.div(blocks[:, 1:], block_size, rounding_mode="floor")
-    unique_blocks, block_of_voxel = torch.unique(blocks, dim=0, return_inverse=True)
-    block_batch = unique_blocks[:, 0]
-    num_blocks = unique_blocks.shape[0]
+    coords = voxel_coords.long()
+    blocks = torch.div(coords[:, 1:], block_size, rounding_mode="floor")
+    extent = blocks.max(dim=0).values + 1
+    block_keys = ((coords[:, 0] * extent[0] + blocks[:, 0]) * extent[1] + blocks[:, 1]) * extent[
+        2
+    ] + blocks[:, 2]
+    unique_keys, block_of_voxel = torch.unique(block_keys, return_inverse=True)
+    block_batch = torch.div(unique_keys, extent.prod(), rounding_mode="floor")
+    num_blocks = unique_keys.shape[0]
 
     scores = torch.rand(num_blocks, generator=generator, device=device)
     # Sort by (sample, random score): within a sample, rank = position in this order.
