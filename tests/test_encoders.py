@@ -29,7 +29,7 @@ def tiny_cfg():
     cfg.MODEL.VOLUME_STRIDE = [8, 8, 4]  # volume (Z, Y, X) = (4, 4, 4)
     cfg.MODEL.SPARSE_BACKEND = "torch"
     cfg.MODEL.LIDAR_BACKBONE.STEM_CHANNELS = 4
-    cfg.MODEL.LIDAR_BACKBONE.STAGE_CHANNELS = [4, 8, 8, 16]
+    cfg.MODEL.LIDAR_BACKBONE.STAGE_CHANNELS = [6, 8, 8, 16]  # 4 -> 6: submanifold transition
     cfg.MODEL.LIDAR_BACKBONE.NUM_BLOCKS = [1, 1, 1, 1]
     cfg.MODEL.LIDAR_BACKBONE.OUT_CHANNELS = 12
     cfg.MODEL.IMAGE_BACKBONE.DEPTH = 18
