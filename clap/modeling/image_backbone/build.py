@@ -6,7 +6,10 @@ Registry for image backbones.
 
 A registered class is called as `cls(cfg)` and returns an `nn.Module` with
 `forward(images: Tensor (N, 3, H, W), normalised) -> dict[str, Tensor (N, C, H / s, W / s)]`
-and `output_shape() -> dict[str, ShapeSpec(channels=C, stride=s)]`.
+and `output_shape() -> dict[str, ShapeSpec(channels=C, stride=s)]`. Images are normalised by
+the caller (`normalize_images` with MODEL.PIXEL_MEAN / PIXEL_STD). Backbones that mask image
+patches in training also accept `return_mask=True` and then return `(features, patch_mask)`
+(patch_mask (N, rows, cols) bool, True for masked patches, or None when nothing was masked).
 """
 
 
