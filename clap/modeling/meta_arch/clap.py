@@ -109,7 +109,8 @@ class CLAP(nn.Module):
         unknown = modalities - {"lidar", "camera"}
         if unknown or not modalities:
             raise ValueError(
-                f"MODEL.MODALITIES must hold 'lidar' and/or 'camera', got {list(cfg.MODEL.MODALITIES)}"
+                "MODEL.MODALITIES must hold 'lidar' and/or 'camera', got "
+                f"{list(cfg.MODEL.MODALITIES)}"
             )
         lidar_backbone = build_lidar_backbone(cfg) if "lidar" in modalities else None
         image_backbone = view_transform = None
