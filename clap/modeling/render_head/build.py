@@ -6,8 +6,10 @@ Registry for render heads (neural field + differentiable renderer).
 
 A registered class is called as `cls(cfg, input_shape: ShapeSpec)` (the fused volume) and
 returns an `nn.Module` with `forward(volume: Tensor (B, C_F, Z, Y, X), rays: dict) -> dict`
-where `rays` holds per-ray origins and unit directions in the LiDAR frame (meters) with their
-targets, and the result holds the losses ("loss_*") and the rendered values.
+where `rays` is `{"lidar": {...}, "camera": {...}}` (either may be absent) as made by
+`clap.modeling.render_head.rays.build_rays`: per-ray origins and unit directions in the
+(augmented) LiDAR frame (meters), `batch_index` and targets. The result holds the losses
+("loss_*") and the rendered values per ray.
 """
 
 

@@ -1,0 +1,134 @@
+"""Twice-differentiable trilinear sampling of a dense volume, in plain torch.
+
+`torch.nn.functional.grid_sample` has no double backward w.r.t. the sampling grid, but the neural
+field needs it: its normal is dSDF/dp (computed with `create_graph=True`) and the losses on that
+normal (colour, eikonal) and the curvature sampler (d normal / dp) differentiate once more. Here
+the 8 corner values are gathered with one vectorised `index_select` and blended with weights that
+are polynomials of the point coordinates, so autograd provides every derivative w.r.t. both the
+points and the volume.
+
+Conventions (those of `grid_sample(..., mode="bilinear", align_corners=True)`): points are given
+as normalised (x, y, z) in [-1, 1], where -1 / +1 are the centres of the first / last cells along
+each axis of a (B, C, Z, Y, X) volume.
+"""
+
+from typing import Optional
+
+import torch
+
+from .volume import VolumeGrid
+
+__all__ = ["trilinear_sample", "normalize_points"]
+
+_PADDING_MODES = ("border", "zeros")
+
+
+def trilinear_sample(
+    volume: torch.Tensor,
+    points: torch.Tensor,
+    batch_index: Optional[torch.Tensor] = None,
+    smooth: bool = False,
+    padding_mode: str = "border",
+) -> torch.Tensor:
+    """Trilinearly interpolate `volume` at `points`.
+
+    Args:
+        volume: (B, C, Z, Y, X) feature volume.
+        points: (..., 3) normalised (x, y, z) coordinates, [-1, 1] spanning the cell centres
+            (grid_sample's `align_corners=True`). Without `batch_index`, the first dimension of
+            `points` is the batch: (B, ..., 3).
+        batch_index: optional long tensor of shape `points.shape[:-1]`: the volume each point
+            reads from. Lets points of different samples be mixed in one flat tensor.
+        smooth: blend with the smoothstep 3f^2 - 2f^3 of the in-cell offset f instead of f. The
+            interpolant is then C1 across cell faces, so its second derivative w.r.t. the point
+            is non-zero inside a cell (plain trilinear is linear along each axis). The values
+            then differ from grid_sample.
+        padding_mode: "border" (default): coordinates outside [-1, 1] are clamped to the edge
+            cells, like grid_sample's "border" (the gradient w.r.t. such a coordinate is zero);
+            "zeros": corners outside the volume contribute zero, like grid_sample's "zeros".
+
+    Returns:
+        (..., C) features, one row per point (channels last).
+    """
+    if volume.dim() != 5:
+        raise ValueError(f"volume must be (B, C, Z, Y, X), got shape {tuple(volume.shape)}")
+    if points.shape[-1] != 3:
+        raise ValueError(f"points must end with 3 coordinates (x, y, z), got {tuple(points.shape)}")
+    if padding_mode not in _PADDING_MODES:
+        raise ValueError(f"padding_mode must be one of {_PADDING_MODES}, got {padding_mode!r}")
+    batch_size, channels, size_z, size_y, size_x = volume.shape
+    lead_shape = points.shape[:-1]
+    if batch_index is None:
+        if points.dim() < 2 or points.shape[0] != batch_size:
+            raise ValueError(
+                f"points {tuple(points.shape)} must start with the batch size {batch_size} "
+                "when no batch_index is given"
+            )
+        batch_index = torch.arange(batch_size, device=points.device).view(
+            (batch_size,) + (1,) * (points.dim() - 2)
+        ).expand(lead_shape)
+    elif batch_index.shape != lead_shape:
+        raise ValueError(
+            f"batch_index shape {tuple(batch_index.shape)} != points shape {tuple(lead_shape)}"
+        )
+
+    flat_points = points.reshape(-1, 3)
+    flat_batch = batch_index.reshape(-1).to(torch.long)
+    sizes = (size_x, size_y, size_z)
+
+    # Per axis: the two corner indices (P, 2) and their blending weights (P, 2).
+    corner_index, corner_weight = [], []
+    for axis, size in enumerate(sizes):
+        coord = (flat_points[:, axis] + 1.0) * (0.5 * (size - 1))
+        if padding_mode == "border":
+            coord = coord.clamp(0.0, float(size - 1))
+        lower = torch.floor(coord.detach())
+        offset = coord - lower
+        if smooth:
+            offset = offset * offset * (3.0 - 2.0 * offset)
+        lower = lower.long()
+        index = torch.stack([lower, lower + 1], dim=-1)
+        weight = torch.stack([1.0 - offset, offset], dim=-1)
+        if padding_mode == "zeros":
+            inside = (index >= 0) & (index < size)
+            weight = weight * inside.to(weight.dtype)
+        corner_index.append(index.clamp(0, size - 1))
+        corner_weight.append(weight)
+    (ix, iy, iz), (wx, wy, wz) = corner_index, corner_weight
+
+    # Linear row of each of the 8 corners in the channels-last volume, (P, 8), order (z, y, x).
+    cells_per_volume = size_z * size_y * size_x
+    rows = (
+        (flat_batch[:, None, None, None] * size_z + iz[:, :, None, None]) * size_y
+        + iy[:, None, :, None]
+    ) * size_x + ix[:, None, None, :]
+    weights = wz[:, :, None, None] * wy[:, None, :, None] * wx[:, None, None, :]
+    num_points = flat_points.shape[0]
+    rows = rows.reshape(num_points * 8)
+    weights = weights.reshape(num_points, 1, 8)
+
+    table = volume.permute(0, 2, 3, 4, 1).reshape(batch_size * cells_per_volume, channels)
+    corners = table.index_select(0, rows).view(num_points, 8, channels)
+    features = torch.bmm(weights.to(corners.dtype), corners).view(num_points, channels)
+    return features.view(*lead_shape, channels)
+
+
+def normalize_points(points_xyz: torch.Tensor, volume_grid: VolumeGrid) -> torch.Tensor:
+    """Map metric LiDAR-frame points to the normalised coordinates of `trilinear_sample`.
+
+    Args:
+        points_xyz: (..., 3) points (x, y, z), meters, in the frame of `volume_grid`.
+        volume_grid: the grid of the dense volume (cell centres at lo + (i + 0.5) * cell size).
+
+    Returns:
+        (..., 3) normalised (x, y, z): -1 / +1 at the centres of the first / last cells, so
+        points inside the point-cloud range lie in [-1 - 1/(n-1), 1 + 1/(n-1)] along an axis of
+        n cells (the outer half cells; `padding_mode="border"` handles them).
+    """
+    lo = points_xyz.new_tensor(volume_grid.point_cloud_range[:3])
+    cell = points_xyz.new_tensor(volume_grid.volume_voxel_size)
+    z_n, y_n, x_n = volume_grid.volume_shape
+    cells = points_xyz.new_tensor([x_n, y_n, z_n])
+    first_center = lo + 0.5 * cell
+    span = ((cells - 1.0) * cell).clamp_min(1e-12)
+    return (points_xyz - first_center) / span * 2.0 - 1.0
