@@ -19,8 +19,10 @@ _C.MODEL.META_ARCHITECTURE = "CLAP"
 _C.MODEL.DEVICE = "cpu"
 # Checkpoint to initialise from (a path); empty for random initialisation.
 _C.MODEL.WEIGHTS = ""
-# Sparse convolution backend: "auto" (torchsparse when importable, else "torch"), "torchsparse",
-# or "torch" (pure-torch coordinate hashing). Both share one weight layout.
+# Sparse convolution backend: "auto" (torchsparse when importable and MODEL.DEVICE is CUDA, else
+# "torch"), "torchsparse" (an error when it cannot be imported), or "torch" (pure-torch coordinate
+# hashing, any device). Both share one weight layout (K, C_in, C_out), so checkpoints move between
+# them; see docs/encoders.md.
 _C.MODEL.SPARSE_BACKEND = "auto"
 # Which encoders run: any of "lidar", "camera".
 _C.MODEL.MODALITIES = ["lidar", "camera"]
@@ -36,22 +38,70 @@ _C.MODEL.LIDAR_BACKBONE = CN()
 _C.MODEL.LIDAR_BACKBONE.NAME = "SparseResEncoder"
 # Output channels of the dense LiDAR volume P^ (paper: d_P = 256).
 _C.MODEL.LIDAR_BACKBONE.OUT_CHANNELS = 256
+# Channels of voxel_features (x, y, z, intensity, time lag).
+_C.MODEL.LIDAR_BACKBONE.IN_CHANNELS = 5
+# Channels of the stem submanifold conv.
+_C.MODEL.LIDAR_BACKBONE.STEM_CHANNELS = 16
+# Channels per stage; stage 0 keeps the input resolution, each later stage halves the axes that
+# MODEL.VOLUME_STRIDE still asks for (so each stride must be a power of two <= 2 ** (stages - 1)).
+_C.MODEL.LIDAR_BACKBONE.STAGE_CHANNELS = [16, 32, 64, 128]
+# Residual blocks (two 3x3x3 submanifold convs each) per stage.
+_C.MODEL.LIDAR_BACKBONE.NUM_BLOCKS = [2, 2, 2, 2]
+# Kernel (odd, cells) of the dense Conv3d that maps the scattered sparse output to OUT_CHANNELS.
+_C.MODEL.LIDAR_BACKBONE.DENSE_KERNEL_SIZE = 3
+# MAE block masking in training: fraction of the occupied blocks of each sample whose voxels are
+# dropped (0 disables; UniPAD: 0.8), and the block edge in input voxels (UniPAD: 8).
+_C.MODEL.LIDAR_BACKBONE.MASK_RATIO = 0.0
+_C.MODEL.LIDAR_BACKBONE.MASK_BLOCK_SIZE = 8
 
 # Image backbone (IMAGE_BACKBONE_REGISTRY): (B * N_cam, 3, H, W) -> multi-scale feature maps.
+# Takes images normalised by MODEL.PIXEL_MEAN / PIXEL_STD (the meta-architecture normalises, see
+# clap.modeling.image_backbone.normalize_images). "ResNetFPN" returns "p2".."p5", "ResNet" "res*".
 _C.MODEL.IMAGE_BACKBONE = CN()
 _C.MODEL.IMAGE_BACKBONE.NAME = "ResNetFPN"
+# ResNet depth: 18, 34 or 50.
+_C.MODEL.IMAGE_BACKBONE.DEPTH = 50
+# ResNet stages returned (and fed to the FPN): any of "stem", "res2", "res3", "res4", "res5".
+_C.MODEL.IMAGE_BACKBONE.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
+# Leading stages frozen (no gradients, frozen norms) among [stem, res2, .., res5]; 0: none.
+_C.MODEL.IMAGE_BACKBONE.FREEZE_AT = 0
+# Norm of the ResNet: "BN" (trainable batch norm) or "FrozenBN" (fixed statistics and affine).
+_C.MODEL.IMAGE_BACKBONE.NORM = "BN"
+# Local torchvision-format ResNet checkpoint (e.g. resnet50-0676ba61.pth) loaded at build time;
+# "" for random initialisation. Nothing is downloaded.
+_C.MODEL.IMAGE_BACKBONE.WEIGHTS = ""
+# Random patch masking in training: fraction of patches set to 0 (the mean colour after
+# normalisation; 0 disables; UniPAD: 0.3) and the patch edge in pixels (UniPAD: 32).
+_C.MODEL.IMAGE_BACKBONE.MASK_RATIO = 0.0
+_C.MODEL.IMAGE_BACKBONE.MASK_PATCH_SIZE = 32
+_C.MODEL.IMAGE_BACKBONE.FPN = CN()
+# Channels of every FPN level.
+_C.MODEL.IMAGE_BACKBONE.FPN.OUT_CHANNELS = 256
 
 # Camera-to-voxel lift (VIEW_TRANSFORM_REGISTRY): image features -> (B, C_I, Z, Y, X).
 _C.MODEL.VIEW_TRANSFORM = CN()
 _C.MODEL.VIEW_TRANSFORM.NAME = "VoxelProjectionLift"
 # Output channels of the camera volume I^ (paper: d_I = 80).
 _C.MODEL.VIEW_TRANSFORM.OUT_CHANNELS = 80
+# Image feature levels sampled at the projected cell centres (averaged; equal channels).
+_C.MODEL.VIEW_TRANSFORM.IN_FEATURES = ["p3"]
+# Meters: a cell centre not farther than this in front of a camera is not seen by it.
+_C.MODEL.VIEW_TRANSFORM.MIN_DEPTH = 0.1
+# Depth bins of the depth-distribution head (each sample weighted by the probability of the cell's
+# depth); 0 disables the head.
+_C.MODEL.VIEW_TRANSFORM.DEPTH_BINS = 0
+# (min, max) camera depth covered by the bins, meters.
+_C.MODEL.VIEW_TRANSFORM.DEPTH_RANGE = [1.0, 61.0]
 
-# Fusion (FUSION_REGISTRY): (P^, I^) -> F^ (B, C_F, Z, Y, X).
+# Fusion (FUSION_REGISTRY): (P^, I^) -> F^ (B, C_F, Z, Y, X). "ConcatConvFusion": concat + Conv3d
+# + BN + ReLU (a conv on the one present volume for single-modal models); "PassThroughFusion":
+# single-modal, F^ is the one present volume unchanged (OUT_CHANNELS unused).
 _C.MODEL.FUSION = CN()
 _C.MODEL.FUSION.NAME = "ConcatConvFusion"
 # Output channels of the fused volume F^ (paper: d_F = 512).
 _C.MODEL.FUSION.OUT_CHANNELS = 512
+# Kernel (odd, cells) of the fusion Conv3d.
+_C.MODEL.FUSION.KERNEL_SIZE = 3
 
 # Render head (RENDER_HEAD_REGISTRY): neural field on the fused volume, NeuS rendering.
 _C.MODEL.RENDER_HEAD = CN()

@@ -1,3 +1,4 @@
 from .build import FUSION_REGISTRY, build_fusion
+from .concat_conv import ConcatConvFusion, PassThroughFusion
 
-__all__ = ["FUSION_REGISTRY", "build_fusion"]
+__all__ = ["ConcatConvFusion", "FUSION_REGISTRY", "PassThroughFusion", "build_fusion"]
