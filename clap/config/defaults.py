@@ -234,6 +234,10 @@ _C.DATASETS.TRAIN_FRACTION_SEED = 0
 _C.DATALOADER = CN()
 # Worker processes per rank (0 loads in the main process).
 _C.DATALOADER.NUM_WORKERS = 2
+# Shuffle the training set (a new seeded permutation every epoch); False walks it in order.
+_C.DATALOADER.SHUFFLE = True
+# Copy batches into page-locked memory (faster host-to-GPU copies; ignored without a GPU).
+_C.DATALOADER.PIN_MEMORY = True
 
 # ---------------------------------------------------------------------------------------------
 # Solver
@@ -245,6 +249,53 @@ _C.SOLVER.IMS_PER_BATCH = 1
 _C.SOLVER.MAX_ITER = 1000
 # Save a checkpoint every this many iterations (and at the end).
 _C.SOLVER.CHECKPOINT_PERIOD = 500
+# Periodic checkpoints kept on disk (older ones are deleted; model_final is always kept);
+# 0 keeps all.
+_C.SOLVER.MAX_TO_KEEP = 0
+# Optimizer: "AdamW" or "SGD" (paper pre-training: AdamW).
+_C.SOLVER.OPTIMIZER = "AdamW"
+# Base learning rate (paper pre-training: 5e-5).
+_C.SOLVER.BASE_LR = 5.0e-5
+# Decoupled (AdamW) or L2 (SGD) weight decay of weights (paper / UniPAD: 0.01).
+_C.SOLVER.WEIGHT_DECAY = 0.01
+# Weight decay of normalisation-layer parameters (BatchNorm, LayerNorm, GroupNorm, ...).
+_C.SOLVER.WEIGHT_DECAY_NORM = 0.0
+# Weight decay of bias parameters.
+_C.SOLVER.WEIGHT_DECAY_BIAS = 0.0
+# AdamW (beta1, beta2) and epsilon.
+_C.SOLVER.BETAS = (0.9, 0.999)
+_C.SOLVER.EPS = 1.0e-8
+# SGD momentum and Nesterov switch.
+_C.SOLVER.MOMENTUM = 0.9
+_C.SOLVER.NESTEROV = False
+# Learning-rate schedule over MAX_ITER: "cosine" (paper), "multistep" or "constant".
+_C.SOLVER.LR_SCHEDULER_NAME = "cosine"
+# Final learning rate of the cosine schedule (absolute value).
+_C.SOLVER.BASE_LR_END = 0.0
+# Iterations at which "multistep" multiplies the learning rate by GAMMA.
+_C.SOLVER.STEPS = ()
+_C.SOLVER.GAMMA = 0.1
+# Linear warm-up: the learning rate grows from WARMUP_FACTOR x the schedule to the schedule
+# over the first WARMUP_ITERS iterations (UniPAD: 500 iterations from 1/3); 0 disables it.
+_C.SOLVER.WARMUP_ITERS = 500
+_C.SOLVER.WARMUP_FACTOR = 1.0 / 3.0
+# Gradient clipping, after the after_backward hooks and before the optimizer step.
+_C.SOLVER.CLIP_GRADIENTS = CN()
+_C.SOLVER.CLIP_GRADIENTS.ENABLED = True
+# "norm": rescale gradients so their total norm is at most CLIP_VALUE (paper / UniPAD: 35);
+# "value": clamp each gradient entry to [-CLIP_VALUE, CLIP_VALUE].
+_C.SOLVER.CLIP_GRADIENTS.CLIP_TYPE = "norm"
+_C.SOLVER.CLIP_GRADIENTS.CLIP_VALUE = 35.0
+# Order of the norm for CLIP_TYPE "norm" (2.0: Euclidean; "inf" is not a valid yaml float, use
+# a large value instead).
+_C.SOLVER.CLIP_GRADIENTS.NORM_TYPE = 2.0
+# Automatic mixed precision: forward pass under torch.autocast.
+_C.SOLVER.AMP = CN()
+_C.SOLVER.AMP.ENABLED = False
+# "bfloat16" (no loss scaling, works on CPU) or "float16" (with a GradScaler).
+_C.SOLVER.AMP.DTYPE = "bfloat16"
+# Write console / metrics.json / TensorBoard every this many iterations (and at the end).
+_C.SOLVER.LOG_PERIOD = 20
 
 # ---------------------------------------------------------------------------------------------
 # Test / evaluation
@@ -252,6 +303,8 @@ _C.SOLVER.CHECKPOINT_PERIOD = 500
 _C.TEST = CN()
 # Evaluate every this many iterations during training (0: only at the end, when TEST is set).
 _C.TEST.EVAL_PERIOD = 0
+# Samples per batch on each rank at test time.
+_C.TEST.BATCH_SIZE = 1
 
 # ---------------------------------------------------------------------------------------------
 # Misc
@@ -263,3 +316,8 @@ _C.SEED = 0
 # Write images (renderings, sampling weights, prototype maps) to TensorBoard every this many
 # iterations; 0 disables them.
 _C.VIS_PERIOD = 0
+# DistributedDataParallel: allow parameters that get no gradient in an iteration (slower; needed
+# when a branch of the model is skipped, e.g. a modality missing from a batch).
+_C.DDP_FIND_UNUSED_PARAMETERS = False
+# cuDNN autotuning of convolution algorithms (faster for fixed input sizes, not deterministic).
+_C.CUDNN_BENCHMARK = False
