@@ -135,7 +135,6 @@ class SimIPU(nn.Module):
         for key in _BATCH_TENSORS:
             batch[key] = batch[key].to(self.device)
         batch_size = int(batch["batch_size"])
-        range_ = self.grid.point_cloud_range
 
         # Both views through the LiDAR encoder at once (view 2 as samples B .. 2B - 1).
         view_transforms, view2_points, view2_features, view2_coords = self.second_view(
@@ -149,24 +148,9 @@ class SimIPU(nn.Module):
             2 * batch_size,
         )
 
-        # Sampled points of each view, their volume features and the intra-modal pairs.
-        view1_xyz, view1_features, view2_pair_features, view1_pair_index = [], [], [], []
-        offset = 0
-        for index in range(batch_size):
-            xyz1 = batch["points"][batch["points_batch"] == index, :3]
-            xyz1 = xyz1[sample_point_subset(xyz1, self.num_points, self.point_sampling)]
-            xyz2 = view2_points[index][:, :3]
-            xyz2 = xyz2[sample_point_subset(xyz2, self.num_points, self.point_sampling)]
-            view1_xyz.append(xyz1)
-            view1_features.append(sample_volume_at_points(volumes[index], xyz1, range_))
-            index1, index2 = match_views(xyz1, xyz2, view_transforms[index])
-            features2 = sample_volume_at_points(volumes[batch_size + index], xyz2, range_)
-            view2_pair_features.append(features2[index2])
-            view1_pair_index.append(index1 + offset)
-            offset += xyz1.shape[0]
-        view1_features = torch.cat(view1_features)
-        view2_pair_features = torch.cat(view2_pair_features)
-        view1_pair_index = torch.cat(view1_pair_index)
+        view1_xyz, view1_features, view2_pair_features, view1_pair_index = self._sample_and_match(
+            batch, volumes, view_transforms, view2_points
+        )
 
         # One head call on both views (shared batch-norm statistics).
         num_view1 = view1_features.shape[0]
@@ -184,6 +168,37 @@ class SimIPU(nn.Module):
 
         loss_inter = self._inter_modal_loss(batch, view1_xyz, view1_embeddings)
         return {"loss_intra": loss_intra, "loss_inter": self.inter_weight * loss_inter}
+
+    def _sample_and_match(self, batch, volumes, view_transforms, view2_points):
+        """Sample points in each view, read their volume features, match view 2 to view 1.
+
+        Returns:
+            view1_xyz: per sample (P_b, 3) sampled view-1 points;
+            view1_features: (sum P_b, C_P) their features, samples concatenated;
+            view2_pair_features: (M, C_P) features of the matched view-2 points;
+            view1_pair_index: (M,) row of `view1_features` each of them is matched to.
+        """
+        batch_size = int(batch["batch_size"])
+        point_cloud_range = self.grid.point_cloud_range
+        view1_xyz, view1_features, view2_pair_features, view1_pair_index = [], [], [], []
+        offset = 0
+        for index in range(batch_size):
+            xyz1 = batch["points"][batch["points_batch"] == index, :3]
+            xyz1 = xyz1[sample_point_subset(xyz1, self.num_points, self.point_sampling)]
+            xyz2 = view2_points[index][:, :3]
+            xyz2 = xyz2[sample_point_subset(xyz2, self.num_points, self.point_sampling)]
+            index1, index2 = match_views(xyz1, xyz2, view_transforms[index])
+            features1 = sample_volume_at_points(volumes[index], xyz1, point_cloud_range)
+            features2 = sample_volume_at_points(
+                volumes[batch_size + index], xyz2[index2], point_cloud_range
+            )
+            view1_xyz.append(xyz1)
+            view1_features.append(features1)
+            view2_pair_features.append(features2)
+            view1_pair_index.append(index1 + offset)
+            offset += xyz1.shape[0]
+        return (view1_xyz, torch.cat(view1_features), torch.cat(view2_pair_features),
+                torch.cat(view1_pair_index))
 
     def _inter_modal_loss(
         self, batch: Dict[str, object], view1_xyz: List[torch.Tensor], view1_embeddings
