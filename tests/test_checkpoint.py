@@ -16,9 +16,11 @@ from clap.engine import default_argument_parser
 from clap.engine.hooks import PeriodicCheckpointer
 from clap.engine.train_loop import HookBase, TrainerBase
 from tests.tiny_model import (
+    TEST_NAME,
     TinyRegressionModel,
     TinyTrainer,
     load_train_net_module,
+    make_tiny_dicts,
     tiny_train_command,
 )
 
@@ -274,3 +276,22 @@ def test_default_trainer_loads_model_weights_without_resuming(tmp_path):
     assert trainer.start_iter == 0
     for key, value in source.state_dict().items():
         assert torch.equal(trainer.unwrapped_model.state_dict()[key], value)
+
+
+def test_eval_only_loads_the_weights_and_evaluates(tmp_path):
+    model = TinyRegressionModel(None)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.zero_()
+        model.out.bias.fill_(2.0)  # predicts 2.0 for every sample
+    weights = tmp_path / "constant.pth"
+    torch.save({"model": model.state_dict()}, weights)
+    args = default_argument_parser().parse_args(
+        ["--config-file", CONFIG, "--eval-only", "MODEL.WEIGHTS", str(weights)]
+        + ["OUTPUT_DIR", str(tmp_path / "eval"), "DATASETS.TEST", f"('{TEST_NAME}',)"]
+    )
+    results = load_train_net_module().main(args, TinyTrainer)
+    targets = torch.tensor([d["y"] for d in make_tiny_dicts(10, seed=2)])
+    expected_mse = float(((targets - 2.0) ** 2).mean())
+    assert results[TEST_NAME]["num_samples"] == 10
+    assert results[TEST_NAME]["mse"] == pytest.approx(expected_mse, rel=1e-5)

@@ -495,3 +495,36 @@ def test_writers_put_images_histograms_and_a_console_line(tmp_path):
     assert read_metrics(tmp_path) == [
         {"iteration": 9, "loss_total": 2.5, "time": 0.5, "data_time": 0.125, "lr": 0.01}
     ]
+
+
+def test_evaluation_does_not_change_how_training_continues():
+    from clap.engine.hooks import EvalHook, flatten_results
+
+    batches = _fixed_batches()
+
+    def train(with_evaluation):
+        torch.manual_seed(0)
+        model = TinyRegressionModel(None)  # dropout draws from the global torch RNG
+        trainer = SimpleTrainer(
+            model, _ListLoader(batches), torch.optim.SGD(model.parameters(), lr=0.1)
+        )
+
+        def evaluate():
+            np.random.rand(5)
+            return {"test": {"score": float(torch.rand(()))}}
+
+        if with_evaluation:
+            trainer.register_hooks([EvalHook(2, evaluate)])
+        trainer.train(0, 6)
+        scores = trainer.storage.history("test/score").values() if with_evaluation else None
+        return model.state_dict(), scores
+
+    plain, _ = train(with_evaluation=False)
+    evaluated, scores = train(with_evaluation=True)
+    assert [it for _, it in scores] == [1, 3, 6]  # every 2 iterations, and at the end
+    for key, value in plain.items():
+        assert torch.equal(value, evaluated[key]), key
+
+    assert flatten_results({"a": {"b": np.float32(0.5), "n": 3}}) == {"a/b": 0.5, "a/n": 3.0}
+    with pytest.raises(TypeError, match="a/name"):
+        flatten_results({"a": {"name": "car"}})

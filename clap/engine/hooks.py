@@ -7,6 +7,7 @@ contains every state change of iteration i, and writers see the evaluation resul
 
 import datetime
 import logging
+import numbers
 import os
 import re
 import time
@@ -169,7 +170,7 @@ def flatten_results(results: Mapping, prefix: str = "") -> Dict[str, float]:
             continue
         if isinstance(value, torch.Tensor) and value.numel() == 1:
             value = value.item()
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise TypeError(f"Evaluation result '{name}' is a {type(value).__name__}, not a number")
         flat[name] = float(value)
     return flat
