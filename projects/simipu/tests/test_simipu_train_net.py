@@ -2,8 +2,10 @@
 
 import importlib.util
 import json
+import logging
 import os
 
+import pytest
 import torch
 from simipu_test_helpers import CPU_CONFIG, FRAME_ROOT, PROJECT_ROOT, SMALL_OVERRIDES
 
@@ -21,6 +23,21 @@ def load_train_net():
     return module
 
 
+@pytest.fixture
+def restore_loggers():
+    """default_setup configures the "clap" and "fvcore" loggers (own handlers, no propagation);
+    put them back so later tests still see their records."""
+    loggers = [logging.getLogger(name) for name in ("clap", "fvcore")]
+    saved = [(logger.propagate, list(logger.handlers), logger.level) for logger in loggers]
+    yield
+    for logger, (propagate, handlers, level) in zip(loggers, saved):
+        for handler in logger.handlers:
+            if handler not in handlers:
+                handler.close()
+        logger.propagate, logger.handlers, logger.level = propagate, handlers, level
+
+
+@pytest.mark.usefixtures("restore_loggers")
 def test_train_net_trains_and_writes_encoders_that_load_into_fresh_clap_encoders(tmp_path):
     train_net = load_train_net()
     output_dir = tmp_path / "output"
