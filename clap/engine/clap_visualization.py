@@ -2,6 +2,7 @@
 
 import colorsys
 
+import cv2
 import numpy as np
 import torch
 
@@ -39,8 +40,8 @@ def _heatmap(values: np.ndarray) -> np.ndarray:
 class ClapVisualizationHook(HookBase):
     """Every `period` iterations, puts images of the last step of a CLAP model in the storage.
 
-    - "vis/render": camera 0 of sample 0 (input image with the LiDAR points, rendered RGB,
-      rendered range), rendered on a pixel grid of stride 4 from the step's field volume;
+    - "vis/render": camera 0 of sample 0, stacked: input image with the LiDAR points, rendered
+      RGB, rendered range (rendered on a pixel grid of stride 4 from the step's field volume);
     - "vis/lidar_ray_weights": BEV of sample 0's points coloured by their ray-sampling weight,
       and "vis/pixel_weights": the blurred pixel-weight map of camera 0 (weighted samplers);
     - "vis/prototypes_lidar", "vis/prototypes_camera": BEV maps (top-most paired cell per
@@ -114,15 +115,17 @@ class ClapVisualizationHook(HookBase):
         image = draw_points_on_image(
             image, sub["points"][:, :3].cpu().numpy(), sub["lidar2img"][0, 0].cpu().numpy()
         )
-        small = image[_RENDER_STRIDE // 2 :: _RENDER_STRIDE, _RENDER_STRIDE // 2 :: _RENDER_STRIDE]
         rgb_u8 = (rgb * 255).astype(np.uint8)
         range_u8 = depth_colors(rendered_range.reshape(-1), max_range).reshape(*grid_shape, 3)
+        full = (int(width), int(height))
         panels = [
-            label_image(small, "input + LiDAR"),
-            label_image(rgb_u8, "rendered RGB"),
-            label_image(range_u8, "rendered range"),
+            label_image(image, "input + LiDAR"),
+            label_image(cv2.resize(rgb_u8, full, interpolation=cv2.INTER_NEAREST), "rendered RGB"),
+            label_image(
+                cv2.resize(range_u8, full, interpolation=cv2.INTER_NEAREST), "rendered range"
+            ),
         ]
-        return np.concatenate(panels, axis=1)
+        return np.concatenate(panels, axis=0)
 
     def _weights_bev(self, step: dict) -> np.ndarray:
         batch = step["batch"]
