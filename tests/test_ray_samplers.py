@@ -51,7 +51,8 @@ def _synthetic_batch(seed=0):
         sweeps = key_frame[:50] + 0.05 * torch.randn(50, 3, generator=generator)
         xyz = torch.cat([key_frame, sweeps])
         time_lag = torch.cat([torch.zeros(NUM_KEY_FRAME_POINTS), torch.full((50,), 0.05)])
-        points.append(torch.cat([xyz, torch.rand(200, 1), time_lag[:, None]], dim=1))
+        intensity = torch.rand(200, 1, generator=generator)
+        points.append(torch.cat([xyz, intensity, time_lag[:, None]], dim=1))
         points_batch.append(torch.full((200,), sample))
     cameras = [_camera(0.0), _camera(math.pi)]
     lidar2cam = torch.stack([c[0] for c in cameras])

@@ -209,6 +209,7 @@ def test_render_head_in_eval_mode_without_grad():
 
 
 def test_sdf_at_is_twice_differentiable():
+    torch.manual_seed(0)
     head = _tiny_head(field_conv_channels=0)
     field_volume = torch.randn(1, 4, *TINY_GRID.volume_shape)
     points = (torch.rand(7, 3) * 4 - 2).requires_grad_(True)

@@ -61,8 +61,9 @@ def test_gradcheck_and_gradgradcheck(smooth, padding_mode):
 
 
 def test_smoothstep_has_curvature_along_an_axis():
-    volume = torch.randn(1, 1, 2, 2, 2, dtype=torch.float64)
-    point = torch.tensor([[[0.1, -0.2, 0.3]]], dtype=torch.float64, requires_grad=True)
+    # Values grow along x (cell values 0..7, x fastest), so the field changes along x.
+    volume = torch.arange(8, dtype=torch.float64).view(1, 1, 2, 2, 2)
+    point = torch.tensor([[[0.3, -0.2, 0.3]]], dtype=torch.float64, requires_grad=True)
 
     def second_derivative_x(smooth):
         value = trilinear_sample(volume, point, smooth=smooth).sum()
