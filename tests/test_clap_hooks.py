@@ -84,6 +84,7 @@ class _Model(nn.Module):
 
 class _CurvatureSamplerStandIn:
     use_uniform = False
+    warmup_epochs = 4
 
 
 def _tiny_head(num_prototypes=4, embed_dim=3, buffer_size=16):

@@ -26,10 +26,6 @@ from clap.modeling.prototype_head import (
 
 from .train_loop import HookBase
 
-# Warm-up of the curvature ray sampler, epochs (paper: uniform sampling for the first 4 epochs).
-# Used when the config has no MODEL.RAY_SAMPLER.WARMUP_EPOCHS key.
-DEFAULT_RAY_SAMPLER_WARMUP_EPOCHS = 4
-
 _USAGE_HISTOGRAM_BINS = 64
 
 
@@ -290,8 +286,8 @@ def build_clap_hooks(cfg, model: nn.Module, iters_per_epoch: int) -> List[HookBa
     - `PrototypeEMHook` and (when w_proto * w_GMM != 0) `GramRegularizerHook` if the model has a
       `prototype_head`;
     - `RaySamplerWarmupHook` if the model has a `ray_sampler` with a `use_uniform` switch, for
-      MODEL.RAY_SAMPLER.WARMUP_EPOCHS (default `DEFAULT_RAY_SAMPLER_WARMUP_EPOCHS`) epochs of
-      `iters_per_epoch` iterations.
+      the sampler's `warmup_epochs` (MODEL.RAY_SAMPLER.WARMUP_EPOCHS for `Curvature`) epochs
+      of `iters_per_epoch` iterations.
     A missing or None attribute skips its hooks.
     """
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
@@ -312,8 +308,6 @@ def build_clap_hooks(cfg, model: nn.Module, iters_per_epoch: int) -> List[HookBa
             hooks.append(GramRegularizerHook(head, build_gram_weight_scheduler(cfg)))
     ray_sampler = getattr(model, "ray_sampler", None)
     if ray_sampler is not None and hasattr(ray_sampler, "use_uniform"):
-        warmup_epochs = cfg.MODEL.RAY_SAMPLER.get(
-            "WARMUP_EPOCHS", DEFAULT_RAY_SAMPLER_WARMUP_EPOCHS
-        )
-        hooks.append(RaySamplerWarmupHook(ray_sampler, int(round(warmup_epochs * iters_per_epoch))))
+        warmup_iters = int(round(ray_sampler.warmup_epochs * iters_per_epoch))
+        hooks.append(RaySamplerWarmupHook(ray_sampler, warmup_iters))
     return hooks
