@@ -1,0 +1,145 @@
+"""Batch ray casting with Embree (embreex) against the static world plus the moving objects.
+
+The static mesh of a scene is put into one Embree scene once; the moving objects get a small
+scene per instant. A ray's hit is the nearer of the two (the dynamic scene is cast with the
+static hit distance as its far limit, so it only reports closer hits).
+"""
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+from embreex import rtcore_scene
+from embreex.mesh_construction import TriangleMesh
+
+from .world import WorldMesh
+
+_MISS = np.float32(np.inf)
+
+
+class MeshCaster:
+    """One Embree scene over a `WorldMesh`."""
+
+    def __init__(self, mesh: WorldMesh):
+        self.mesh = mesh
+        self.scene = None
+        if len(mesh.faces):
+            self.scene = rtcore_scene.EmbreeScene()
+            TriangleMesh(
+                scene=self.scene,
+                vertices=np.ascontiguousarray(mesh.vertices, dtype=np.float32),
+                indices=np.ascontiguousarray(mesh.faces, dtype=np.int32),
+            )
+
+    def intersect(
+        self, origins: np.ndarray, directions: np.ndarray, far: Optional[np.ndarray] = None
+    ) -> dict:
+        """First hits. origins, directions (N, 3) float32 (directions need not be unit: t is in
+        units of the direction's length); far (N,) optional upper limit on t.
+        Returns t (N,) float32 (inf on a miss), face (N,) int32 (-1), u, v (N,) barycentrics,
+        normal (N, 3) unnormalised geometric normals."""
+        n = len(origins)
+        if self.scene is None or n == 0:
+            return {
+                "t": np.full(n, _MISS),
+                "face": np.full(n, -1, np.int32),
+                "u": np.zeros(n, np.float32),
+                "v": np.zeros(n, np.float32),
+                "normal": np.zeros((n, 3), np.float32),
+            }
+        kwargs = {}
+        if far is not None:
+            kwargs["dists"] = np.ascontiguousarray(far, dtype=np.float32)
+        out = self.scene.run(origins, directions, output=1, **kwargs)
+        face = out["primID"]
+        t = np.where(face >= 0, out["tfar"], _MISS).astype(np.float32)
+        return {"t": t, "face": face, "u": out["u"], "v": out["v"], "normal": out["Ng"]}
+
+    def occluded(self, origins: np.ndarray, directions: np.ndarray) -> np.ndarray:
+        """(N,) bool: the ray hits something."""
+        if self.scene is None or len(origins) == 0:
+            return np.zeros(len(origins), dtype=bool)
+        return self.scene.run(origins, directions, query="OCCLUDED") == 0
+
+
+@dataclass
+class Hits:
+    """Nearest hits of a batch of N rays, K of which hit something.
+
+    Over all rays: t (N,) float32 hit distance in units of the ray direction (inf on a miss),
+    object (N,) int object index (-1 on a miss or the world). Over the hits only (in the order
+    of `index`, the (K,) indices of the rays that hit): point (K, 3) world m, normal (K, 3)
+    unit and facing the ray origin, material (K,), local (K, 3) hit point in the object's own
+    frame, dynamic (K,) bool (hit a moving object).
+    """
+
+    t: np.ndarray
+    object: np.ndarray
+    index: np.ndarray
+    point: np.ndarray
+    normal: np.ndarray
+    material: np.ndarray
+    local: np.ndarray
+    dynamic: np.ndarray
+
+
+def cast_rays(
+    static: MeshCaster, dynamic: MeshCaster, origins: np.ndarray, directions: np.ndarray
+) -> Hits:
+    """Nearest hits against the static and the dynamic scene.
+
+    Args:
+        origins: (N, 3) or (3,) ray origins, world meters.
+        directions: (N, 3) ray directions (any length; t is in units of it).
+    """
+    directions = np.ascontiguousarray(directions, dtype=np.float32)
+    n = len(directions)
+    origins = np.ascontiguousarray(np.broadcast_to(origins, (n, 3)), dtype=np.float32)
+    first = static.intersect(origins, directions)
+    t = first["t"]
+    face = first["face"]
+    u, v, normal = first["u"], first["v"], first["normal"]
+    is_dynamic = np.zeros(n, dtype=bool)
+    if dynamic.scene is not None:
+        second = dynamic.intersect(origins, directions, np.minimum(t, np.float32(1e30)))
+        is_dynamic = second["face"] >= 0
+        if is_dynamic.any():
+            t = np.where(is_dynamic, second["t"], t)
+            face = np.where(is_dynamic, second["face"], face)
+            u = np.where(is_dynamic, second["u"], u)
+            v = np.where(is_dynamic, second["v"], v)
+            normal = np.where(is_dynamic[:, None], second["normal"], normal)
+    index = np.nonzero(np.isfinite(t))[0]
+    face = face[index]
+    dyn = is_dynamic[index]
+    material = np.empty(len(index), dtype=np.int64)
+    obj_hit = np.empty(len(index), dtype=np.int64)
+    tri = np.empty((len(index), 3, 3), dtype=np.float32)
+    for caster, sel in ((static, ~dyn), (dynamic, dyn)):
+        if sel.any():
+            material[sel] = caster.mesh.material[face[sel]]
+            obj_hit[sel] = caster.mesh.object[face[sel]]
+            tri[sel] = caster.mesh.local[face[sel]]
+    uh, vh = u[index, None], v[index, None]
+    local = (1 - uh - vh) * tri[:, 0] + uh * tri[:, 1] + vh * tri[:, 2]
+    normal = normal[index]
+    normal = normal / np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-12)
+    dirs = directions[index]
+    normal[np.einsum("ij,ij->i", normal, dirs) > 0] *= -1
+    point = origins[index] + t[index, None] * dirs
+    obj = np.full(n, -1, dtype=np.int64)
+    obj[index] = obj_hit
+    return Hits(t, obj, index, point, normal, material, local, dyn)
+
+
+def any_hit(
+    static: MeshCaster, dynamic: MeshCaster, origins: np.ndarray, directions: np.ndarray
+) -> np.ndarray:
+    """(N,) bool: the ray hits the static or the dynamic scene (shadow rays)."""
+    origins = np.ascontiguousarray(origins, dtype=np.float32)
+    directions = np.ascontiguousarray(directions, dtype=np.float32)
+    blocked = static.occluded(origins, directions)
+    free = ~blocked
+    if free.any():
+        blocked[free] = dynamic.occluded(origins[free], directions[free])
+    return blocked
