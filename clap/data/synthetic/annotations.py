@@ -6,6 +6,7 @@ import numpy as np
 from nuscenes.utils.data_classes import Box
 from nuscenes.utils.geometry_utils import points_in_box
 from pyquaternion import Quaternion
+from scipy.spatial import cKDTree
 
 from .assets import Mesh
 from .geometry import yaw_to_quaternion
@@ -38,16 +39,21 @@ def count_points_in_boxes(
         boxes: (translation, size, rotation) per box in the global frame (the table values).
         ego_pose, calibrated_sensor: the LiDAR sample_data's records.
     """
-    # Same layout and operations as LidarPointCloud.from_file + NuScenes.get_sample_data.
+    # Same layout and operations as LidarPointCloud.from_file + NuScenes.get_sample_data; only
+    # points within the box's bounding sphere (plus 1 cm) are tested.
     xyz = points.reshape(-1, 5)[:, :4].T[:3, :]
+    tree = cKDTree(xyz.T.astype(np.float64))
+    ego_rotation = Quaternion(ego_pose["rotation"]).inverse
+    sensor_rotation = Quaternion(calibrated_sensor["rotation"]).inverse
     counts = []
     for translation, size, rotation in boxes:
         box = Box(translation, size, Quaternion(rotation))
         box.translate(-np.array(ego_pose["translation"]))
-        box.rotate(Quaternion(ego_pose["rotation"]).inverse)
+        box.rotate(ego_rotation)
         box.translate(-np.array(calibrated_sensor["translation"]))
-        box.rotate(Quaternion(calibrated_sensor["rotation"]).inverse)
-        counts.append(int(points_in_box(box, xyz).sum()))
+        box.rotate(sensor_rotation)
+        near = tree.query_ball_point(box.center, 0.5 * float(np.linalg.norm(size)) + 0.01)
+        counts.append(int(points_in_box(box, xyz[:, np.sort(near)]).sum()) if near else 0)
     return counts
 
 
@@ -85,29 +91,46 @@ def visible_fraction(
     Returns:
         object index -> fraction in [0, 1] (0 when no camera faces it).
     """
-    seen = {k: 0 for k in samples}
-    facing = {k: 0 for k in samples}
+    indices = list(samples)
+    if not indices:
+        return {}
+    owner = np.concatenate([np.full(len(samples[i][0]), k) for k, i in enumerate(indices)])
+    local_pts = np.concatenate([samples[i][0] for i in indices])
+    local_nrm = np.concatenate([samples[i][1] for i in indices])
+    pose = np.asarray([poses[i] for i in indices], dtype=np.float64)[owner]
+    c, s = np.cos(pose[:, 3]), np.sin(pose[:, 3])
+    world_pts = np.stack(
+        [
+            pose[:, 0] + c * local_pts[:, 0] - s * local_pts[:, 1],
+            pose[:, 1] + s * local_pts[:, 0] + c * local_pts[:, 1],
+            pose[:, 2] + local_pts[:, 2],
+        ],
+        axis=1,
+    )
+    world_nrm = np.stack(
+        [
+            c * local_nrm[:, 0] - s * local_nrm[:, 1],
+            s * local_nrm[:, 0] + c * local_nrm[:, 1],
+            local_nrm[:, 2],
+        ],
+        axis=1,
+    )
+    object_ids = np.asarray(indices)[owner]
+    seen = np.zeros(len(indices))
+    facing = np.zeros(len(indices))
     for channel, camera in cameras.items():
         cam2world = ego2world @ camera.cam2ego
         world2cam = np.linalg.inv(cam2world)
-        origin = cam2world[:3, 3]
-        buffer = frames[channel].object
-        for index, (points, normals) in samples.items():
-            x, y, z, yaw = poses[index]
-            c, s = np.cos(yaw), np.sin(yaw)
-            rot = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
-            world_pts = points @ rot.T + np.array([x, y, z])
-            world_nrm = normals @ rot.T
-            cam_pts = world_pts @ world2cam[:3, :3].T + world2cam[:3, 3]
-            front = cam_pts[:, 2] > 0.1
-            if not front.any():
-                continue
-            uvw = cam_pts[front] @ camera.intrinsic.T
-            col = np.floor(uvw[:, 0] / uvw[:, 2]).astype(np.int64)
-            row = np.floor(uvw[:, 1] / uvw[:, 2]).astype(np.int64)
-            toward = np.sum(world_nrm[front] * (origin - world_pts[front]), axis=1) > 0
-            inside = (col >= 0) & (col < camera.width) & (row >= 0) & (row < camera.height)
-            ok = inside & toward
-            facing[index] += int(ok.sum())
-            seen[index] += int((buffer[row[ok], col[ok]] == index).sum())
-    return {k: (seen[k] / facing[k] if facing[k] else 0.0) for k in samples}
+        cam_pts = world_pts @ world2cam[:3, :3].T + world2cam[:3, 3]
+        toward = np.sum(world_nrm * (cam2world[:3, 3] - world_pts), axis=1) > 0
+        front = np.nonzero((cam_pts[:, 2] > 0.1) & toward)[0]
+        uvw = cam_pts[front] @ camera.intrinsic.T
+        col = np.floor(uvw[:, 0] / uvw[:, 2]).astype(np.int64)
+        row = np.floor(uvw[:, 1] / uvw[:, 2]).astype(np.int64)
+        inside = (col >= 0) & (col < camera.width) & (row >= 0) & (row < camera.height)
+        front, col, row = front[inside], col[inside], row[inside]
+        facing += np.bincount(owner[front], minlength=len(indices))
+        hit = frames[channel].object[row, col] == object_ids[front]
+        seen += np.bincount(owner[front[hit]], minlength=len(indices))
+    fraction = np.divide(seen, facing, out=np.zeros(len(indices)), where=facing > 0)
+    return {i: float(f) for i, f in zip(indices, fraction)}

@@ -7,8 +7,10 @@ generator seeded by (seed, scene index, attempt, ...), JSON keys are sorted, tok
 timestamps start at a fixed date.
 """
 
+import multiprocessing
 import os
 import shutil
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
@@ -400,6 +402,48 @@ class _SceneGenerator:
         )
 
 
+@dataclass
+class SceneJob:
+    """Everything one scene's generation depends on."""
+
+    scene_index: int
+    name: str
+    seed: int
+    version: str
+    num_samples: int
+    num_sweeps: int
+    width: int
+    height: int
+    range_noise: float
+    out_dir: str
+    debug_depth: bool
+
+
+def run_scene(job: SceneJob, progress: Optional[tqdm] = None) -> Dict[str, List[dict]]:
+    """Render and write one scene; returns its table records (scene, log, map, sample, ...)."""
+    calibrations = tables.calibrated_sensor_records(job.width, job.height)
+    by_channel = {r["token"]: r for r in calibrations}
+    by_channel = {
+        channel: by_channel[tables.calibrated_sensor_token(channel, job.width, job.height)]
+        for channel in (LIDAR_CHANNEL,) + CAMERA_CHANNELS
+    }
+    scene = _SceneGenerator(
+        job.scene_index,
+        job.name,
+        job.seed,
+        job.version,
+        job.num_samples,
+        job.num_sweeps,
+        make_cameras(job.width, job.height),
+        Lidar(),
+        job.range_noise,
+        by_channel,
+        DatasetWriter(job.out_dir),
+        job.debug_depth,
+    )
+    return scene.run(progress)
+
+
 def _describe(world: SceneWorld) -> str:
     network = world.network
     lanes = network.main.lanes_forward
@@ -439,6 +483,7 @@ def generate_dataset(
     progress: bool = True,
     lidar_range_noise: float = LIDAR_RANGE_NOISE,
     overwrite: bool = False,
+    num_workers: int = 1,
 ) -> Dict[str, int]:
     """Write a synthetic data set in the nuScenes layout to `out_dir`.
 
@@ -458,6 +503,8 @@ def generate_dataset(
         lidar_range_noise: standard deviation of the LiDAR range noise, meters.
         overwrite: remove the generator's folders in `out_dir` first; otherwise an existing
             `<version>/` folder is an error.
+        num_workers: scenes generated in parallel by this many processes (the output does not
+            depend on it).
     Returns:
         Counts of the written records per table.
     """
@@ -469,45 +516,50 @@ def generate_dataset(
         for sub in (version, "samples", "sweeps", "maps", "depth"):
             shutil.rmtree(os.path.join(out_dir, sub), ignore_errors=True)
     width, height = image_size(image_scale)
-    cameras = make_cameras(width, height)
-    lidar = Lidar()
-    writer = DatasetWriter(out_dir)
-    calibrations = {r["token"]: r for r in tables.calibrated_sensor_records(width, height)}
-    by_channel = {
-        channel: calibrations[tables.calibrated_sensor_token(channel, width, height)]
-        for channel in (LIDAR_CHANNEL,) + CAMERA_CHANNELS
-    }
+    calibrations = tables.calibrated_sensor_records(width, height)
     records: Dict[str, List[dict]] = {
         "category": tables.category_records(),
         "attribute": tables.attribute_records(),
         "visibility": tables.visibility_records(),
         "sensor": tables.sensor_records(),
-        "calibrated_sensor": list(calibrations.values()),
+        "calibrated_sensor": calibrations,
     }
+    jobs = [
+        SceneJob(
+            index,
+            name,
+            seed,
+            version,
+            samples_per_scene,
+            num_sweeps,
+            width,
+            height,
+            lidar_range_noise,
+            out_dir,
+            debug_depth,
+        )
+        for index, (name, _) in enumerate(tables.scene_names(version, num_scenes))
+    ]
     bar = tqdm(
         total=num_scenes * samples_per_scene,
         desc="synthetic key frames",
         unit="frame",
         disable=not progress,
     )
-    for scene_index, (name, _) in enumerate(tables.scene_names(version, num_scenes)):
-        scene = _SceneGenerator(
-            scene_index,
-            name,
-            seed,
-            version,
-            samples_per_scene,
-            num_sweeps,
-            cameras,
-            lidar,
-            lidar_range_noise,
-            by_channel,
-            writer,
-            debug_depth,
-        )
-        for table, rows in scene.run(bar).items():
+    if num_workers <= 1:
+        results = (run_scene(job, bar) for job in jobs)
+    else:
+        executor = ProcessPoolExecutor(num_workers, mp_context=multiprocessing.get_context("spawn"))
+        results = executor.map(run_scene, jobs)
+    for scene_records in results:
+        for table, rows in scene_records.items():
             records.setdefault(table, []).extend(rows)
+        if num_workers > 1:
+            bar.update(samples_per_scene)
+    if num_workers > 1:
+        executor.shutdown()
     bar.close()
+    writer = DatasetWriter(out_dir)
     for table in tables.TABLE_NAMES:
         writer.write_table(version, table, records.get(table, []))
     return {table: len(records.get(table, [])) for table in tables.TABLE_NAMES}

@@ -96,34 +96,35 @@ def cast_rays(
     n = len(directions)
     origins = np.ascontiguousarray(np.broadcast_to(origins, (n, 3)), dtype=np.float32)
     first = static.intersect(origins, directions)
-    t = first["t"]
-    face = first["face"]
-    u, v, normal = first["u"], first["v"], first["normal"]
+    t, face, u, v, normal = first["t"], first["face"], first["u"], first["v"], first["normal"]
     is_dynamic = np.zeros(n, dtype=bool)
     if dynamic.scene is not None:
         second = dynamic.intersect(origins, directions, np.minimum(t, np.float32(1e30)))
-        is_dynamic = second["face"] >= 0
-        if is_dynamic.any():
-            t = np.where(is_dynamic, second["t"], t)
-            face = np.where(is_dynamic, second["face"], face)
-            u = np.where(is_dynamic, second["u"], u)
-            v = np.where(is_dynamic, second["v"], v)
-            normal = np.where(is_dynamic[:, None], second["normal"], normal)
-    index = np.nonzero(np.isfinite(t))[0]
+        closer = np.nonzero(second["face"] >= 0)[0]
+        if len(closer):
+            is_dynamic[closer] = True
+            t, face, u, v, normal = t.copy(), face.copy(), u.copy(), v.copy(), normal.copy()
+            for array, key in ((t, "t"), (face, "face"), (u, "u"), (v, "v"), (normal, "normal")):
+                array[closer] = second[key][closer]
+    index = np.nonzero(t < np.inf)[0]
     face = face[index]
     dyn = is_dynamic[index]
-    material = np.empty(len(index), dtype=np.int64)
-    obj_hit = np.empty(len(index), dtype=np.int64)
-    tri = np.empty((len(index), 3, 3), dtype=np.float32)
-    for caster, sel in ((static, ~dyn), (dynamic, dyn)):
-        if sel.any():
+    if dyn.any():
+        material = np.empty(len(index), dtype=np.int64)
+        obj_hit = np.empty(len(index), dtype=np.int64)
+        tri = np.empty((len(index), 3, 3), dtype=np.float32)
+        for caster, sel in ((static, ~dyn), (dynamic, dyn)):
             material[sel] = caster.mesh.material[face[sel]]
             obj_hit[sel] = caster.mesh.object[face[sel]]
             tri[sel] = caster.mesh.local[face[sel]]
+    else:
+        material = static.mesh.material[face]
+        obj_hit = static.mesh.object[face]
+        tri = static.mesh.local[face]
     uh, vh = u[index, None], v[index, None]
-    local = (1 - uh - vh) * tri[:, 0] + uh * tri[:, 1] + vh * tri[:, 2]
+    local = tri[:, 0] + uh * (tri[:, 1] - tri[:, 0]) + vh * (tri[:, 2] - tri[:, 0])
     normal = normal[index]
-    normal = normal / np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-12)
+    normal /= np.maximum(np.sqrt(np.einsum("ij,ij->i", normal, normal)), 1e-12)[:, None]
     dirs = directions[index]
     normal[np.einsum("ij,ij->i", normal, dirs) > 0] *= -1
     point = origins[index] + t[index, None] * dirs

@@ -27,7 +27,7 @@ from .constants import (
 )
 from .geometry import pose_matrix
 from .raycast import MeshCaster, any_hit, cast_rays
-from .textures import evaluate_materials
+from .textures import evaluate_materials, fractal_noise
 from .world import SceneWorld
 
 
@@ -75,13 +75,13 @@ class Camera:
         cols, rows = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
         pixels = np.stack([cols.ravel(), rows.ravel(), np.ones(cols.size)], axis=1)
         # Camera-frame directions with z = 1: the hit distance t is the z-depth.
-        self.directions_cam = pixels @ np.linalg.inv(self.intrinsic).T
+        self.directions_cam = (pixels @ np.linalg.inv(self.intrinsic).T).astype(np.float32)
 
     def render(
         self, world: SceneWorld, static: MeshCaster, dynamic: MeshCaster, ego2world: np.ndarray
     ) -> CameraFrame:
         cam2world = ego2world @ self.cam2ego
-        directions = self.directions_cam @ cam2world[:3, :3].T
+        directions = self.directions_cam @ cam2world[:3, :3].T.astype(np.float32)
         origin = cam2world[:3, 3]
         hits = cast_rays(static, dynamic, origin, directions)
         rgb = shade(world, static, dynamic, hits, directions)
@@ -98,22 +98,20 @@ def sky_color(world: SceneWorld, directions: np.ndarray) -> np.ndarray:
     light = world.lighting
     unit = directions / np.linalg.norm(directions, axis=1, keepdims=True)
     elevation = np.arcsin(np.clip(unit[:, 2], -1, 1))
-    up = np.clip(elevation / (np.pi / 2), 0, 1) ** 0.5
+    up = np.sqrt(np.clip(elevation / np.float32(np.pi / 2), 0, 1))
     color = light.sky_horizon * (1 - up[:, None]) + light.sky_zenith * up[:, None]
     # Clouds on a plane 1 km up.
     above = unit[:, 2] > 0.02
     if above.any():
-        from .textures import fractal_noise
-
         scale = 1000.0 / unit[above, 2]
         cx, cy = unit[above, 0] * scale / 600.0, unit[above, 1] * scale / 600.0
-        cloud = fractal_noise(cx, cy, light.cloud_seed, octaves=4)
+        cloud = fractal_noise(cx, cy, light.cloud_seed, octaves=3)
         cloud = np.clip((cloud - 0.5) * 3.0, 0, 1) * np.clip(unit[above, 2] * 8, 0, 1)
         color[above] = color[above] * (1 - cloud[:, None]) + 0.95 * cloud[:, None]
     sun = np.clip(unit @ light.sun_direction, 0, 1)
     color = color + light.sun_color * (0.8 * sun**400 + 0.15 * sun**12)[:, None]
     below = elevation < 0
-    ground = np.array([0.45, 0.46, 0.42])
+    ground = np.array([0.45, 0.46, 0.42], dtype=np.float32)
     fade = np.clip(-elevation[below] / 0.05, 0, 1)[:, None]
     color[below] = light.sky_horizon * (1 - fade) + ground * fade
     return color

@@ -23,16 +23,19 @@ CHECKER = 7  # tiles of size `scale` alternating colour / colour2
 
 
 def _hash2(ix: np.ndarray, iy: np.ndarray, seed: int) -> np.ndarray:
-    """Deterministic pseudo-random values in [0, 1) for integer lattice points."""
-    h = ix.astype(np.int64) * 374761393 + iy.astype(np.int64) * 668265263 + seed * 2147483647
-    h = h & 0xFFFFFFFF
-    h = ((h ^ (h >> 13)) * 1274126177) & 0xFFFFFFFF
-    h = h ^ (h >> 16)
-    return (h & 0xFFFFFF).astype(np.float64) / float(0x1000000)
+    """Deterministic pseudo-random values in [0, 1) for integer lattice points (uint32 hash)."""
+    h = ix.astype(np.uint32) * np.uint32(374761393) + iy.astype(np.uint32) * np.uint32(668265263)
+    h += np.uint32((seed * 2147483647) & 0xFFFFFFFF)
+    h ^= h >> np.uint32(13)
+    h *= np.uint32(1274126177)
+    h ^= h >> np.uint32(16)
+    return (h >> np.uint32(8)).astype(np.float32) * np.float32(1.0 / (1 << 24))
 
 
 def value_noise(x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
-    """Smooth 2D value noise in [0, 1) with unit lattice spacing."""
+    """Smooth 2D value noise in [0, 1) with unit lattice spacing (float32)."""
+    x = np.asarray(x, dtype=np.float32)
+    y = np.asarray(y, dtype=np.float32)
     fx, fy = np.floor(x), np.floor(y)
     tx, ty = x - fx, y - fy
     tx = tx * tx * (3 - 2 * tx)
@@ -42,19 +45,21 @@ def value_noise(x: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
     v10 = _hash2(ix + 1, iy, seed)
     v01 = _hash2(ix, iy + 1, seed)
     v11 = _hash2(ix + 1, iy + 1, seed)
-    return (v00 * (1 - tx) + v10 * tx) * (1 - ty) + (v01 * (1 - tx) + v11 * tx) * ty
+    return (v00 + (v10 - v00) * tx) * (1 - ty) + (v01 + (v11 - v01) * tx) * ty
 
 
 def fractal_noise(x: np.ndarray, y: np.ndarray, seed: int, octaves: int = 3) -> np.ndarray:
     """Sum of `octaves` value-noise layers (each twice as fine, half as strong), in [0, 1)."""
-    total = np.zeros(np.shape(x))
+    x = np.asarray(x, dtype=np.float32)
+    y = np.asarray(y, dtype=np.float32)
+    total = np.zeros(np.shape(x), dtype=np.float32)
     weight_sum = 0.0
     for octave in range(octaves):
         weight = 0.5**octave
-        freq = 2.0**octave
-        total += weight * value_noise(x * freq, y * freq, seed + 101 * octave)
+        freq = np.float32(2.0**octave)
+        total += np.float32(weight) * value_noise(x * freq, y * freq, seed + 101 * octave)
         weight_sum += weight
-    return total / weight_sum
+    return total / np.float32(weight_sum)
 
 
 class SurfaceRaster:
@@ -127,16 +132,16 @@ class MaterialTable:
     def arrays(self) -> Dict[str, np.ndarray]:
         """The table as arrays: kind (M,), color (M, 3), color2 (M, 3), scale, scale2,
         reflectivity, reflectivity2, seed (M,)."""
-        table = np.asarray(self._rows, dtype=np.float64).reshape(-1, 12)
+        table = np.asarray(self._rows, dtype=np.float32).reshape(-1, 12)
         return {
             "kind": table[:, 0].astype(np.int64),
-            "color": table[:, 1:4],
-            "color2": table[:, 4:7],
-            "scale": table[:, 7],
-            "scale2": table[:, 8],
-            "reflectivity": table[:, 9],
-            "reflectivity2": table[:, 10],
-            "seed": table[:, 11].astype(np.int64),
+            "color": table[:, 1:4].copy(),
+            "color2": table[:, 4:7].copy(),
+            "scale": table[:, 7].copy(),
+            "scale2": table[:, 8].copy(),
+            "reflectivity": table[:, 9].copy(),
+            "reflectivity2": table[:, 10].copy(),
+            "seed": table[:, 11].copy(),
         }
 
     def __len__(self) -> int:
@@ -162,82 +167,84 @@ def evaluate_materials(
         surface: the scene's surface raster (for SURFACE materials).
         is_raised: (N,) bool, hit on the top of a raised (off-road) surface.
     Returns:
-        albedo (N, 3) in [0, 1], reflectivity (N,) in [0, 255], gloss (N,) in [0, 1] (share of
-        the sky colour mirrored by the surface).
+        albedo (N, 3) float32 in [0, 1], reflectivity (N,) float32 in [0, 255], gloss (N,)
+        float32 in [0, 1] (share of the sky colour mirrored by the surface).
     """
     n = len(material_ids)
+    albedo = np.empty((n, 3), dtype=np.float32)
+    refl = np.empty(n, dtype=np.float32)
+    gloss = np.zeros(n, dtype=np.float32)
     kind = materials["kind"][material_ids]
-    color = materials["color"][material_ids]
-    color2 = materials["color2"][material_ids]
-    scale = materials["scale"][material_ids]
-    scale2 = materials["scale2"][material_ids]
-    refl = materials["reflectivity"][material_ids].copy()
-    refl2 = materials["reflectivity2"][material_ids]
-    seed = materials["seed"][material_ids]
-    mix = np.zeros(n)  # share of colour2 / reflectivity2
-    gloss = np.zeros(n)
-    # Horizontal coordinate along any vertical face of an object (see module docstring).
-    u = local[:, 0] + local[:, 1]
-    z = local[:, 2]
-
-    sel = kind == NOISE
-    if sel.any():
-        mix[sel] = fractal_noise(
-            u[sel] / scale[sel] + 0.37 * z[sel] / scale[sel],
-            local[sel, 1] / scale[sel] + z[sel] / scale[sel],
-            7,
-        )
-    sel = kind == WINDOWS
-    if sel.any():
-        bay = (u[sel] / scale[sel]) % 1.0
-        floor_pos = (z[sel] / scale2[sel]) % 1.0
-        ground_floor = z[sel] < 0.8 * scale2[sel]
-        window = (bay > 0.2) & (bay < 0.8) & (floor_pos > 0.3) & (floor_pos < 0.85)
-        mix[sel] = np.where(window & ~ground_floor, 1.0, 0.0)
-        gloss[sel] = 0.35 * mix[sel]
-    sel = kind == BANDS
-    if sel.any():
-        mix[sel] = ((z[sel] >= scale[sel]) & (z[sel] <= scale2[sel])).astype(np.float64)
-    sel = kind == STRIPES
-    if sel.any():
-        mix[sel] = (((u[sel] + z[sel]) / scale[sel]) % 1.0 < 0.5).astype(np.float64)
-    sel = kind == CHECKER
-    if sel.any():
-        parity = np.floor(world[sel, 0] / scale[sel]) + np.floor(world[sel, 1] / scale[sel])
-        mix[sel] = 0.3 * (parity % 2)
-    sel = kind == GLASS
-    if sel.any():
-        gloss[sel] = 0.55
-
-    albedo = color * (1 - mix[:, None]) + color2 * mix[:, None]
-    refl = refl * (1 - mix) + refl2 * mix
-
-    sel = kind == SURFACE
-    if sel.any():
-        cls = surface.lookup(world[sel, :2])
-        raised = is_raised[sel]
-        road_class = np.isin(cls, SurfaceRaster.ROAD_CLASSES)
-        # The raster is exact to a pixel; the curb geometry decides between road and sidewalk.
-        cls = np.where(raised & road_class, SurfaceRaster.SIDEWALK, cls)
-        cls = np.where(~raised & ~road_class, SurfaceRaster.ASPHALT, cls)
-        look_color = np.array(
-            [SurfaceRaster.LOOK.get(k, SurfaceRaster.LOOK[0])[0] for k in range(256)]
-        )
-        look_refl = np.array(
-            [SurfaceRaster.LOOK.get(k, SurfaceRaster.LOOK[0])[1] for k in range(256)]
-        )
-        base = look_color[cls]
-        grain = fractal_noise(world[sel, 0] * 1.7, world[sel, 1] * 1.7, 11, octaves=2)
-        patch = fractal_noise(world[sel, 0] / 9.0, world[sel, 1] / 9.0, 13, octaves=2)
-        tile = (np.floor(world[sel, 0] / 0.6) + np.floor(world[sel, 1] / 0.6)) % 2
-        tile = np.where(cls == SurfaceRaster.SIDEWALK, 0.04 * tile, 0.0)
-        shade = 0.82 + 0.22 * grain + 0.18 * (patch - 0.5) - tile
-        albedo[sel] = base * shade[:, None]
-        refl[sel] = look_refl[cls] * (0.8 + 0.4 * grain)
-
-    # Fine grain on everything else, so that no surface is perfectly flat in colour.
-    other = kind != SURFACE
-    if other.any():
-        grain = value_noise(u[other] * 3.1 + seed[other] * 17.0, z[other] * 3.1, 5)
-        albedo[other] *= (0.92 + 0.16 * grain)[:, None]
+    order = np.argsort(kind, kind="stable")
+    ends = np.cumsum(np.bincount(kind, minlength=CHECKER + 1))
+    for k in range(CHECKER + 1):
+        idx = order[(ends[k - 1] if k else 0) : ends[k]]
+        if not len(idx):
+            continue
+        if k == SURFACE:
+            albedo[idx], refl[idx] = _surface_look(surface, world[idx], is_raised[idx])
+            continue
+        ids = material_ids[idx]
+        loc = local[idx].astype(np.float32)
+        # Horizontal coordinate along any vertical face of an object (see module docstring).
+        u = loc[:, 0] + loc[:, 1]
+        z = loc[:, 2]
+        scale = materials["scale"][ids]
+        scale2 = materials["scale2"][ids]
+        mix = None  # share of colour2 / reflectivity2
+        if k == NOISE:
+            mix = fractal_noise((u + 0.37 * z) / scale, (loc[:, 1] + z) / scale, 7)
+        elif k == WINDOWS:
+            bay = (u / scale) % 1.0
+            floor_pos = (z / scale2) % 1.0
+            window = (bay > 0.2) & (bay < 0.8) & (floor_pos > 0.3) & (floor_pos < 0.85)
+            mix = (window & (z >= 0.8 * scale2)).astype(np.float32)
+            gloss[idx] = 0.35 * mix
+        elif k == BANDS:
+            mix = ((z >= scale) & (z <= scale2)).astype(np.float32)
+        elif k == STRIPES:
+            mix = (((u + z) / scale) % 1.0 < 0.5).astype(np.float32)
+        elif k == CHECKER:
+            parity = np.floor(world[idx, 0] / scale) + np.floor(world[idx, 1] / scale)
+            mix = (0.3 * (parity % 2)).astype(np.float32)
+        elif k == GLASS:
+            gloss[idx] = 0.55
+        color = materials["color"][ids]
+        r = materials["reflectivity"][ids]
+        if mix is not None:
+            color = color + (materials["color2"][ids] - color) * mix[:, None]
+            r = r + (materials["reflectivity2"][ids] - r) * mix
+        # Fine grain, so that no surface is perfectly flat in colour.
+        grain = value_noise(u * 3.1 + materials["seed"][ids] * 17.0, z * 3.1, 5)
+        albedo[idx] = color * (0.92 + 0.16 * grain)[:, None]
+        refl[idx] = r
     return np.clip(albedo, 0.0, 1.0), np.clip(refl, 0.0, 255.0), gloss
+
+
+_LOOK_COLOR = np.array(
+    [SurfaceRaster.LOOK.get(k, SurfaceRaster.LOOK[0])[0] for k in range(256)], dtype=np.float32
+)
+_LOOK_REFLECTIVITY = np.array(
+    [SurfaceRaster.LOOK.get(k, SurfaceRaster.LOOK[0])[1] for k in range(256)], dtype=np.float32
+)
+_IS_ROAD_CLASS = np.isin(np.arange(256), SurfaceRaster.ROAD_CLASSES)
+
+
+def _surface_look(
+    surface: SurfaceRaster, world: np.ndarray, raised: np.ndarray
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Albedo (K, 3) and reflectivity (K,) of ground hits from the surface raster."""
+    cls = surface.lookup(world[:, :2])
+    road_class = _IS_ROAD_CLASS[cls]
+    # The raster is exact to a pixel; the curb geometry decides between road and sidewalk.
+    cls[raised & road_class] = SurfaceRaster.SIDEWALK
+    cls[~raised & ~road_class] = SurfaceRaster.ASPHALT
+    x = world[:, 0].astype(np.float32)
+    y = world[:, 1].astype(np.float32)
+    grain = value_noise(x * 1.7, y * 1.7, 11)
+    patch = value_noise(x / 9.0, y / 9.0, 13)
+    shade = 0.82 + 0.22 * grain + 0.18 * (patch - 0.5)
+    sidewalk = np.nonzero(cls == SurfaceRaster.SIDEWALK)[0]
+    tile = (np.floor(x[sidewalk] / 0.6) + np.floor(y[sidewalk] / 0.6)) % 2
+    shade[sidewalk] -= 0.04 * tile
+    return _LOOK_COLOR[cls] * shade[:, None], _LOOK_REFLECTIVITY[cls] * (0.8 + 0.4 * grain)

@@ -145,7 +145,7 @@ def place_mesh(
 @dataclass
 class Lighting:
     """Sun direction (unit (3,), towards the sun), sun and sky colours (RGB), haze distance (m),
-    exposure multiplier."""
+    exposure multiplier, all float32; seed of the clouds."""
 
     sun_direction: np.ndarray
     sun_color: np.ndarray
@@ -732,14 +732,15 @@ class _Builder:
         zenith = np.array([0.25, 0.45, 0.85]) if not overcast else np.array([0.6, 0.63, 0.68])
         horizon = np.array([0.75, 0.82, 0.92]) if not overcast else np.array([0.78, 0.8, 0.82])
         ambient = np.array([0.42, 0.46, 0.52]) * (1.5 if overcast else 1.0)
+        f32 = np.float32
         return Lighting(
-            sun,
-            sun_color,
-            zenith,
-            horizon,
-            ambient,
-            rng.uniform(250, 600),
-            rng.uniform(0.9, 1.1),
+            sun.astype(f32),
+            sun_color.astype(f32),
+            zenith.astype(f32),
+            horizon.astype(f32),
+            ambient.astype(f32),
+            f32(rng.uniform(250, 600)),
+            f32(rng.uniform(0.9, 1.1)),
             int(rng.integers(1 << 20)),
         )
 
