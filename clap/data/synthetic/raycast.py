@@ -23,6 +23,16 @@ class MeshCaster:
     def __init__(self, mesh: WorldMesh):
         self.mesh = mesh
         self.scene = None
+        # Per face: unit normal (F, 3) and the local-frame corner + two edges (F, 3, 3), so that
+        # a hit's normal and local point are one gather and one multiply-add away.
+        corners = mesh.vertices[mesh.faces]
+        normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+        length = np.linalg.norm(normals, axis=1, keepdims=True)
+        self.face_normals = (normals / np.maximum(length, 1e-12)).astype(np.float32)
+        local = mesh.local
+        self.local_edges = np.stack(
+            [local[:, 0], local[:, 1] - local[:, 0], local[:, 2] - local[:, 0]], axis=1
+        ).astype(np.float32)
         if len(mesh.faces):
             self.scene = rtcore_scene.EmbreeScene()
             TriangleMesh(
@@ -36,8 +46,7 @@ class MeshCaster:
     ) -> dict:
         """First hits. origins, directions (N, 3) float32 (directions need not be unit: t is in
         units of the direction's length); far (N,) optional upper limit on t.
-        Returns t (N,) float32 (inf on a miss), face (N,) int32 (-1), u, v (N,) barycentrics,
-        normal (N, 3) unnormalised geometric normals."""
+        Returns t (N,) float32 (inf on a miss), face (N,) int32 (-1), u, v (N,) barycentrics."""
         n = len(origins)
         if self.scene is None or n == 0:
             return {
@@ -45,7 +54,6 @@ class MeshCaster:
                 "face": np.full(n, -1, np.int32),
                 "u": np.zeros(n, np.float32),
                 "v": np.zeros(n, np.float32),
-                "normal": np.zeros((n, 3), np.float32),
             }
         kwargs = {}
         if far is not None:
@@ -53,7 +61,7 @@ class MeshCaster:
         out = self.scene.run(origins, directions, output=1, **kwargs)
         face = out["primID"]
         t = np.where(face >= 0, out["tfar"], _MISS).astype(np.float32)
-        return {"t": t, "face": face, "u": out["u"], "v": out["v"], "normal": out["Ng"]}
+        return {"t": t, "face": face, "u": out["u"], "v": out["v"]}
 
     def occluded(self, origins: np.ndarray, directions: np.ndarray) -> np.ndarray:
         """(N,) bool: the ray hits something."""
@@ -96,15 +104,15 @@ def cast_rays(
     n = len(directions)
     origins = np.ascontiguousarray(np.broadcast_to(origins, (n, 3)), dtype=np.float32)
     first = static.intersect(origins, directions)
-    t, face, u, v, normal = first["t"], first["face"], first["u"], first["v"], first["normal"]
+    t, face, u, v = first["t"], first["face"], first["u"], first["v"]
     is_dynamic = np.zeros(n, dtype=bool)
     if dynamic.scene is not None:
         second = dynamic.intersect(origins, directions, np.minimum(t, np.float32(1e30)))
         closer = np.nonzero(second["face"] >= 0)[0]
         if len(closer):
             is_dynamic[closer] = True
-            t, face, u, v, normal = t.copy(), face.copy(), u.copy(), v.copy(), normal.copy()
-            for array, key in ((t, "t"), (face, "face"), (u, "u"), (v, "v"), (normal, "normal")):
+            t, face, u, v = t.copy(), face.copy(), u.copy(), v.copy()
+            for array, key in ((t, "t"), (face, "face"), (u, "u"), (v, "v")):
                 array[closer] = second[key][closer]
     index = np.nonzero(t < np.inf)[0]
     face = face[index]
@@ -112,19 +120,19 @@ def cast_rays(
     if dyn.any():
         material = np.empty(len(index), dtype=np.int64)
         obj_hit = np.empty(len(index), dtype=np.int64)
-        tri = np.empty((len(index), 3, 3), dtype=np.float32)
+        edges = np.empty((len(index), 3, 3), dtype=np.float32)
+        normal = np.empty((len(index), 3), dtype=np.float32)
         for caster, sel in ((static, ~dyn), (dynamic, dyn)):
             material[sel] = caster.mesh.material[face[sel]]
             obj_hit[sel] = caster.mesh.object[face[sel]]
-            tri[sel] = caster.mesh.local[face[sel]]
+            edges[sel] = caster.local_edges[face[sel]]
+            normal[sel] = caster.face_normals[face[sel]]
     else:
         material = static.mesh.material[face]
         obj_hit = static.mesh.object[face]
-        tri = static.mesh.local[face]
-    uh, vh = u[index, None], v[index, None]
-    local = tri[:, 0] + uh * (tri[:, 1] - tri[:, 0]) + vh * (tri[:, 2] - tri[:, 0])
-    normal = normal[index]
-    normal /= np.maximum(np.sqrt(np.einsum("ij,ij->i", normal, normal)), 1e-12)[:, None]
+        edges = static.local_edges[face]
+        normal = static.face_normals[face]
+    local = edges[:, 0] + u[index, None] * edges[:, 1] + v[index, None] * edges[:, 2]
     dirs = directions[index]
     normal[np.einsum("ij,ij->i", normal, dirs) > 0] *= -1
     point = origins[index] + t[index, None] * dirs

@@ -620,31 +620,40 @@ class _Builder:
             return False
 
         # Guaranteed instances near the route (the construction zone holds barriers, cones and
-        # the construction vehicle).
-        curbside_classes = ["car", "truck", "trailer", "motorcycle"]
-        if not any(o.class_name == "construction_vehicle" for o in self.objects):
-            curbside_classes.append("construction_vehicle")
-        for class_name in curbside_classes:
-            attempts(
-                lambda c=class_name: self.curbside(
-                    c, main, bool(rng.choice(sides)), rng.uniform(lo, hi)
-                )
-            )
-        attempts(
-            lambda: (
-                self.lane_vehicle(
-                    "bus",
-                    main,
-                    int(rng.integers(main.lanes_backward)),
-                    False,
-                    rng.uniform(lo, hi + 30),
-                    rng.uniform(4, 9),
-                )
-                or self.curbside(
-                    "bus", main, bool(rng.choice(sides)), rng.uniform(lo, hi), "vehicle.stopped"
-                )
-            )
-        )
+        # the construction vehicle). Each try picks one of the ways to place the class.
+        roads = network.roads
+
+        def near_s(road):
+            r_lo, r_hi = self.near_route_s(road, 5.0, 25.0)
+            return rng.uniform(max(r_lo, 0.0), min(r_hi, road.centerline.length))
+
+        def at_curb(class_name, attribute=None):
+            road = roads[int(rng.integers(len(roads)))]
+            return self.curbside(class_name, road, bool(rng.choice(sides)), near_s(road), attribute)
+
+        def in_lane(class_name):
+            road = roads[int(rng.integers(len(roads)))]
+            forward = bool(rng.choice(sides))
+            lanes = road.lanes_forward if forward else road.lanes_backward
+            lane = int(rng.integers(lanes))
+            if road is main and forward and lane == self.ego_lane:
+                speed = self.ego_speed
+            else:
+                speed = float(rng.choice([0.0, rng.uniform(4.0, 10.0)]))
+            return self.lane_vehicle(class_name, road, lane, forward, near_s(road), speed)
+
+        ways = {
+            "car": (at_curb, in_lane),
+            "truck": (at_curb, in_lane),
+            "bus": (in_lane, lambda c: at_curb(c, "vehicle.stopped")),
+            "trailer": (at_curb,),
+            "motorcycle": (at_curb, in_lane),
+            "construction_vehicle": (at_curb,),
+        }
+        for class_name, options in ways.items():
+            if any(o.class_name == class_name for o in self.objects):
+                continue
+            attempts(lambda c=class_name, o=options: o[int(rng.integers(len(o)))](c), n=80)
         attempts(lambda: self.parked_bicycle(main, bool(rng.choice(sides)), rng.uniform(lo, hi)))
         attempts(
             lambda: self.cyclist(
