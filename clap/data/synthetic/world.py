@@ -263,11 +263,12 @@ class _Builder:
         self.ego_lane = lane
         self.ego_path = self._lane_path(main, lane, forward=True)
         self.ego_motion = Motion(path=self.ego_path, s0=self.route_start, speed=self.ego_speed)
-        # Ego footprint over time: rear axle origin, body ahead of it.
+        # Ego footprint over time (rear axle origin, body ahead of it), with 4 m of headway in
+        # front and behind so that lane traffic keeps its distance.
         x, y, yaw = self.ego_motion.pose(self.check_times)
         ahead = EGO_LENGTH / 2 - EGO_REAR_OVERHANG
         cx, cy = x + ahead * np.cos(yaw), y + ahead * np.sin(yaw)
-        self.occupancy.add(rectangle_corners(cx, cy, yaw, EGO_LENGTH + 1.5, EGO_WIDTH + 0.6))
+        self.occupancy.add(rectangle_corners(cx, cy, yaw, EGO_LENGTH + 8.0, EGO_WIDTH + 0.6))
         # Arc length interval of the main road the ego covers.
         self.route_s = (self.route_start, self.route_start + route_length)
 
