@@ -257,9 +257,6 @@ class _Palette:
         color, refl = _pick(rng, options)
         return self.table.add(tx.PLAIN, color, reflectivity=refl, seed=int(rng.integers(1000)))
 
-    def solid(self, color, reflectivity):
-        return self.table.add(tx.PLAIN, color, reflectivity=reflectivity)
-
 
 def _wheels(
     xs: Sequence[float], half_track: float, radius: float, width: float, material: int

@@ -40,11 +40,6 @@ def yaw_pose_matrix(x: float, y: float, z: float, yaw: float) -> np.ndarray:
     return np.array([[c, -s, 0, x], [s, c, 0, y], [0, 0, 1, z], [0, 0, 0, 1]], dtype=np.float64)
 
 
-def transform_points(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Apply a (4, 4) transform to (..., 3) points."""
-    return points @ matrix[:3, :3].T + matrix[:3, 3]
-
-
 def wrap_angle(angle):
     """Wrap radians into [-pi, pi)."""
     return (np.asarray(angle) + np.pi) % (2 * np.pi) - np.pi

@@ -144,9 +144,6 @@ class MaterialTable:
             "seed": table[:, 11].copy(),
         }
 
-    def __len__(self) -> int:
-        return len(self._rows)
-
 
 def evaluate_materials(
     materials: Dict[str, np.ndarray],

@@ -77,10 +77,6 @@ class SceneObject:
     z: float
     attribute: Optional[str]
 
-    @property
-    def category(self) -> str:
-        return CLASS_SPECS[self.class_name]["category"]
-
 
 @dataclass
 class WorldMesh:
@@ -390,6 +386,23 @@ class _Builder:
                             (0.6, 0.6),
                         )
                     s += rng.uniform(7.0, 16.0)
+                # Hedges and low walls along the back of the sidewalk.
+                s = rng.uniform(0, 20)
+                while s < length:
+                    seg = rng.uniform(4.0, 12.0)
+                    if rng.random() < 0.35:
+                        hedge = bool(rng.random() < 0.5)
+                        height = rng.uniform(0.8, 1.6) if hedge else rng.uniform(0.5, 1.1)
+                        thickness = 0.7 if hedge else 0.3
+                        pos = road.centerline.point(s + seg / 2, edge + sign * (sw + 0.5))
+                        self.add_prop(
+                            self.factory.wall(seg, height, thickness, hedge),
+                            pos[0],
+                            pos[1],
+                            float(road.centerline.heading(s + seg / 2)),
+                            (seg, thickness),
+                        )
+                    s += seg + rng.uniform(3.0, 15.0)
                 s = rng.uniform(0, 30)
                 while s < length:
                     pos = road.centerline.point(s, edge + sign * 0.45)
