@@ -2,6 +2,7 @@
 geometry between LiDAR, cameras and boxes."""
 
 import hashlib
+import importlib.util
 import json
 import os
 
@@ -28,13 +29,13 @@ from clap.data.synthetic.constants import (
 from clap.data.synthetic.textures import MaterialTable
 
 VERSION = "v1.0-mini"
-# Range noise is off in the main fixture so that geometry comparisons are exact: with 1 cm of
-# noise, points 1 m in front of a camera alone would miss a 1% depth tolerance.
 NUM_SCENES, NUM_SAMPLES, SCALE, NUM_SWEEPS = 2, 3, 0.15, 1
 
 
 @pytest.fixture(scope="module")
 def dataroot(tmp_path_factory):
+    # Range noise is off so that geometry comparisons are exact: with 1 cm of noise, points 1 m
+    # in front of a camera alone would miss a 1% depth tolerance.
     root = str(tmp_path_factory.mktemp("synthetic_nuscenes"))
     generate_dataset(
         root,
@@ -74,6 +75,7 @@ def test_every_sample_has_lidar_and_six_cameras(nusc, dataroot):
             assert os.path.isfile(os.path.join(dataroot, sd["filename"]))
             if channel.startswith("CAM"):
                 assert (sd["width"], sd["height"]) == (240, 135)
+                assert sd["timestamp"] == sample["timestamp"]  # synchronised with the LiDAR
                 image = cv2.imread(nusc.get_sample_data_path(token))
                 assert image.shape == (135, 240, 3)
                 assert image.std() > 2  # not a blank image
@@ -86,6 +88,21 @@ def test_every_sample_has_lidar_and_six_cameras(nusc, dataroot):
         assert rings.min() == 0 and rings.max() == LIDAR_NUM_BEAMS - 1
         assert np.all((points[:, 3] >= 0) & (points[:, 3] <= 255))
         assert np.linalg.norm(points[:, :3], axis=1).max() <= 70.5
+
+
+def test_calibration_is_the_nuscenes_rig_scaled(nusc):
+    by_channel = {}
+    for record in nusc.calibrated_sensor:
+        channel = nusc.get("sensor", record["sensor_token"])["channel"]
+        by_channel[channel] = record
+    assert set(by_channel) == {"LIDAR_TOP", *CAMERA_CHANNELS}
+    front = np.asarray(by_channel["CAM_FRONT"]["camera_intrinsic"])
+    # nuScenes CAM_FRONT (n015): fx = 1266.417 px, cx = 816.267 px at 1600 x 900.
+    np.testing.assert_allclose(front[0], [1266.417203046554 * 0.15, 0, 816.2670197447984 * 0.15])
+    np.testing.assert_allclose(
+        by_channel["LIDAR_TOP"]["translation"], [0.9437, 0.0, 1.8402], atol=1e-4
+    )
+    assert by_channel["LIDAR_TOP"]["camera_intrinsic"] == []
 
 
 def test_sweeps_between_key_frames(nusc, dataroot):
@@ -352,3 +369,33 @@ def test_same_arguments_give_identical_files(tmp_path):
     assert len(a) == 2 + 6 * 2 + 1 + 1 + 13  # point clouds, images, sweep, map, tables
     assert a == b
     assert a != c
+
+
+def test_command_line_tool(tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        "make_synthetic_nuscenes",
+        os.path.join(os.path.dirname(__file__), "..", "tools", "make_synthetic_nuscenes.py"),
+    )
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    out = str(tmp_path / "data")
+    args = [
+        "--out",
+        out,
+        "--scenes",
+        "1",
+        "--samples-per-scene",
+        "1",
+        "--image-scale",
+        "0.02",
+        "--sweeps",
+        "0",
+        "--seed",
+        "5",
+    ]
+    tool.main(args)
+    nusc = NuScenes(version=VERSION, dataroot=out, verbose=False)
+    assert len(nusc.sample) == 1 and nusc.scene[0]["name"] == "scene-0061"
+    with pytest.raises(FileExistsError):
+        tool.main(args)
+    tool.main(args + ["--overwrite"])
