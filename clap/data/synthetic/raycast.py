@@ -116,29 +116,28 @@ def cast_rays(
                 array[closer] = second[key][closer]
     index = np.nonzero(t < np.inf)[0]
     face = face[index]
-    dyn = is_dynamic[index]
-    if dyn.any():
-        material = np.empty(len(index), dtype=np.int64)
-        obj_hit = np.empty(len(index), dtype=np.int64)
-        edges = np.empty((len(index), 3, 3), dtype=np.float32)
-        normal = np.empty((len(index), 3), dtype=np.float32)
-        for caster, sel in ((static, ~dyn), (dynamic, dyn)):
-            material[sel] = caster.mesh.material[face[sel]]
-            obj_hit[sel] = caster.mesh.object[face[sel]]
-            edges[sel] = caster.local_edges[face[sel]]
-            normal[sel] = caster.face_normals[face[sel]]
-    else:
-        material = static.mesh.material[face]
-        obj_hit = static.mesh.object[face]
-        edges = static.local_edges[face]
-        normal = static.face_normals[face]
+    dyn = np.nonzero(is_dynamic[index])[0]
+    # Gather per-face data from the static scene, then overwrite the (few) dynamic hits.
+    static_face = face.copy()
+    static_face[dyn] = 0
+    material = static.mesh.material[static_face]
+    obj_hit = static.mesh.object[static_face]
+    edges = static.local_edges[static_face]
+    normal = static.face_normals[static_face]
+    if len(dyn):
+        dyn_face = face[dyn]
+        material[dyn] = dynamic.mesh.material[dyn_face]
+        obj_hit[dyn] = dynamic.mesh.object[dyn_face]
+        edges[dyn] = dynamic.local_edges[dyn_face]
+        normal[dyn] = dynamic.face_normals[dyn_face]
     local = edges[:, 0] + u[index, None] * edges[:, 1] + v[index, None] * edges[:, 2]
     dirs = directions[index]
-    normal[np.einsum("ij,ij->i", normal, dirs) > 0] *= -1
+    facing_away = np.einsum("ij,ij->i", normal, dirs) > 0
+    normal *= np.where(facing_away, np.float32(-1), np.float32(1))[:, None]
     point = origins[index] + t[index, None] * dirs
     obj = np.full(n, -1, dtype=np.int64)
     obj[index] = obj_hit
-    return Hits(t, obj, index, point, normal, material, local, dyn)
+    return Hits(t, obj, index, point, normal, material, local, is_dynamic[index])
 
 
 def any_hit(
