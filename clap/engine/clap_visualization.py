@@ -46,7 +46,8 @@ class ClapVisualizationHook(HookBase):
       and "vis/pixel_weights": the blurred pixel-weight map of camera 0 (weighted samplers);
     - "vis/prototypes_lidar", "vis/prototypes_camera": BEV maps (top-most paired cell per
       column) of sample 0's prototype assignments, one colour per prototype.
-    The model must keep `last_step` (see `CLAP.forward`). Loss terms, prototype usage and
+    Views that need a camera are left out for batches without images. The model must keep
+    `last_step` (see `CLAP.forward`). Loss terms, prototype usage and
     perplexity are logged elsewhere (trainer and PrototypeEMHook).
     """
 
@@ -59,13 +60,16 @@ class ClapVisualizationHook(HookBase):
             return
         step = self.model.last_step
         storage = self.trainer.storage
+        images = step["batch"].get("images")
+        has_camera = images is not None and images.shape[1] > 0
         with torch.no_grad():
-            storage.put_image("vis/render", _to_chw(self._render_view(step)))
+            if has_camera:
+                storage.put_image("vis/render", _to_chw(self._render_view(step)))
             weights = step["sampled"].get("point_weights")
             if weights is not None:
                 storage.put_image("vis/lidar_ray_weights", _to_chw(self._weights_bev(step)))
             pixel_weights = step["sampled"].get("pixel_weights")
-            if pixel_weights is not None:
+            if pixel_weights is not None and has_camera:
                 heat = _heatmap(pixel_weights[0, 0].float().cpu().numpy())
                 storage.put_image("vis/pixel_weights", _to_chw(heat))
             if step["prototypes"].get("num_paired_cells", 0):
