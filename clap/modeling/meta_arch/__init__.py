@@ -1,3 +1,8 @@
 from .build import META_ARCH_REGISTRY, build_model
+from .detection import DetectionModel
+from .pretrained import ENCODER_PREFIXES, PretrainedLoadReport, load_pretrained_encoders
 
-__all__ = ["META_ARCH_REGISTRY", "build_model"]
+__all__ = [
+    "ENCODER_PREFIXES", "META_ARCH_REGISTRY", "DetectionModel", "PretrainedLoadReport",
+    "build_model", "load_pretrained_encoders",
+]
