@@ -169,7 +169,7 @@ def test_load_pretrained_encoders_reports_every_key(tmp_path):
     path = tmp_path / "pretrain.pth"
     torch.save({"model": _encoder_checkpoint(model), "iteration": 10}, path)
 
-    report = load_pretrained_encoders(model, str(path))
+    report = load_pretrained_encoders(model, path)  # a pathlib.Path
     assert sorted(report.loaded) == ["fusion.conv.weight", "lidar_backbone.linear.weight"]
     assert report.mismatched == {"lidar_backbone.linear.bias": ((7,), (4,))}
     assert report.unexpected == ["lidar_backbone.extra.weight"]

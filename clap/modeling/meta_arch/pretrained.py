@@ -9,6 +9,7 @@ checkpointer writes it, or `{"state_dict": ...}`) and prefix keys with `module.`
 """
 
 import logging
+import os
 import pickle
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Sequence, Union
@@ -82,13 +83,14 @@ def _model_state(checkpoint: Mapping, source: str) -> Dict[str, torch.Tensor]:
 
 def load_pretrained_encoders(
     model: nn.Module,
-    path_or_state: Union[str, Mapping],
+    path_or_state: Union[str, os.PathLike, Mapping],
     prefixes: Sequence[str] = ENCODER_PREFIXES,
 ) -> PretrainedLoadReport:
     """Copy the encoder weights of a checkpoint into `model` (non-strict, shape-checked).
 
     Args:
-        model: the model to initialise (its state-dict keys follow the key contract above).
+        model: the model to initialise (its state-dict keys follow the key contract above); a
+            DistributedDataParallel wrapper is looked through.
         path_or_state: a checkpoint path (read with weights_only=True where possible) or an
             already loaded checkpoint / state dict.
         prefixes: key prefixes that are copied; everything else is skipped.
@@ -97,9 +99,11 @@ def load_pretrained_encoders(
     Raises:
         ValueError: when no tensor of the checkpoint fits the model under `prefixes`.
     """
-    source = path_or_state if isinstance(path_or_state, str) else "<state dict>"
-    checkpoint = _read_checkpoint(path_or_state) if isinstance(path_or_state, str) \
-        else path_or_state
+    if isinstance(model, nn.parallel.DistributedDataParallel):
+        model = model.module
+    is_path = isinstance(path_or_state, (str, os.PathLike))
+    source = os.fspath(path_or_state) if is_path else "<state dict>"
+    checkpoint = _read_checkpoint(source) if is_path else path_or_state
     checkpoint_state = _model_state(checkpoint, source)
     prefixes = tuple(prefixes)
     model_state = {k: v for k, v in model.state_dict().items() if k.startswith(prefixes)}
