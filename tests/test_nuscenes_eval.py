@@ -1,9 +1,15 @@
+import importlib.util
 import json
 import os
 
 import numpy as np
 import pytest
 import torch
+from nuscenes import NuScenes
+from nuscenes.eval.common.config import config_factory
+from nuscenes.eval.detection.utils import category_to_detection_name
+from nuscenes.utils.geometry_utils import transform_matrix
+from pyquaternion import Quaternion
 
 from clap.config import get_cfg
 from clap.data.classes import DETECTION_CLASSES
@@ -17,14 +23,17 @@ from clap.evaluation import (
     rotation_matrix_to_quaternion,
 )
 
-nuscenes = pytest.importorskip("nuscenes")
-from nuscenes import NuScenes  # noqa: E402
-from nuscenes.eval.common.config import config_factory  # noqa: E402
-from nuscenes.eval.detection.utils import category_to_detection_name  # noqa: E402
-from nuscenes.utils.geometry_utils import transform_matrix  # noqa: E402
-from pyquaternion import Quaternion  # noqa: E402
-
 FRAME = os.path.join(os.path.dirname(__file__), "data", "nuscenes_frame")
+
+
+@pytest.fixture
+def one_thread():
+    """Run a many-iteration loop on one CPU thread (and restore the count): on a shared
+    2-core machine two threads mostly wait for each other on these small tensors."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
@@ -235,3 +244,23 @@ def test_inference_on_dataset_runs_in_eval_mode_and_restores_training():
     model.eval()
     inference_on_dataset(model, [torch.ones(1)], evaluator)
     assert not model.training
+
+
+def _overfit_tool():
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "tools", "overfit_detection.py")
+    spec = importlib.util.spec_from_file_location("overfit_detection", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_detector_overfits_the_real_frame(tmp_path, one_thread):
+    # A shortened tools/overfit_detection.py (coarser 0.8 m grid, 60 iterations instead of 300).
+    # The frame's ceiling is mAP 0.5 (5 of the 10 classes keep ground truth after the filters).
+    tool = _overfit_tool()
+    metrics = tool.run_overfit(tool.detection_config(cell_size=0.8, channels=16), FRAME,
+                               iterations=60, output_dir=str(tmp_path), log_period=0)
+    assert metrics["mAP"] >= 0.35
+    assert metrics["AP/car"] >= 0.8
+    assert (tmp_path / "results_nusc.json").exists()
