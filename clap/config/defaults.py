@@ -220,6 +220,51 @@ _C.MODEL.PROTOTYPE_HEAD.EMBEDDING_BUFFER_SIZE = 4096
 # Detection head (DET_HEAD_REGISTRY): BEV features -> 3D boxes.
 _C.MODEL.DET_HEAD = CN()
 _C.MODEL.DET_HEAD.NAME = "CenterHead"
+# Number of classes (heatmaps); class indices follow clap.data.classes.DETECTION_CLASSES.
+_C.MODEL.DET_HEAD.NUM_CLASSES = 10
+# Channels of the shared 3x3 conv on the BEV map, and hidden channels of each output branch.
+_C.MODEL.DET_HEAD.SHARED_CHANNELS = 64
+_C.MODEL.DET_HEAD.HEAD_CHANNELS = 64
+# Heatmap Gaussian radius (CenterPoint): IoU a box shifted by the radius keeps (unitless), and
+# the smallest radius (BEV cells).
+_C.MODEL.DET_HEAD.MIN_OVERLAP = 0.1
+_C.MODEL.DET_HEAD.MIN_RADIUS = 2
+# Loss weights: Gaussian focal loss on the heatmaps, L1 on the box regression.
+_C.MODEL.DET_HEAD.HEATMAP_LOSS_WEIGHT = 1.0
+_C.MODEL.DET_HEAD.BBOX_LOSS_WEIGHT = 0.25
+# Per-channel L1 weights: offset x, y (cells), z (m), log l, w, h, sin yaw, cos yaw, vx, vy (m/s).
+_C.MODEL.DET_HEAD.CODE_WEIGHTS = [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.2, 0.2]
+# Decoding: heatmap peaks (maximum in a PEAK_KERNEL x PEAK_KERNEL cell window; 1 = every cell),
+# the PRE_NMS_TOP_K best per sample above SCORE_THRESHOLD (probability), per-class circle NMS,
+# at most MAX_DETECTIONS per sample (nuScenes accepts 500).
+_C.MODEL.DET_HEAD.PEAK_KERNEL = 3
+_C.MODEL.DET_HEAD.PRE_NMS_TOP_K = 1000
+_C.MODEL.DET_HEAD.SCORE_THRESHOLD = 0.1
+_C.MODEL.DET_HEAD.MAX_DETECTIONS = 500
+# Circle-NMS radius per class (meters, centre distance in xy), DETECTION_CLASSES order: the square
+# roots of CenterPoint's nuScenes thresholds (4, 12, 10, 1, 0.85, 0.175 by task group), which it
+# compares with squared distances.
+_C.MODEL.DET_HEAD.NMS_RADIUS = [2.0, 3.464, 3.464, 3.162, 3.162, 1.0, 0.922, 0.922, 0.418, 0.418]
+
+# BEV backbone (BEV_BACKBONE_REGISTRY): flattened volume (B, C_F * Z, Y, X) -> BEV features.
+# Defaults follow BEVFusion's SECOND + FPN: two stages, concatenated at the input resolution.
+_C.MODEL.BEV_BACKBONE = CN()
+_C.MODEL.BEV_BACKBONE.NAME = "SecondFPN"
+# Extra 3x3 convs per stage after its first (strided) conv.
+_C.MODEL.BEV_BACKBONE.LAYER_NUMS = [5, 5]
+# Stride of each stage's first conv (cells).
+_C.MODEL.BEV_BACKBONE.LAYER_STRIDES = [1, 2]
+# Channels of each stage.
+_C.MODEL.BEV_BACKBONE.NUM_FILTERS = [128, 256]
+# Up-sampling of each stage's output; all stages must end at the same stride.
+_C.MODEL.BEV_BACKBONE.UPSAMPLE_STRIDES = [1, 2]
+# Channels of each up-sampled map (the output has their sum).
+_C.MODEL.BEV_BACKBONE.NUM_UPSAMPLE_FILTERS = [256, 256]
+
+# Pre-training checkpoint (a path) whose encoder weights (keys under lidar_backbone.,
+# image_backbone., view_transform., fusion.) initialise a DetectionModel when it is built; empty
+# for none. MODEL.WEIGHTS, loaded afterwards by the trainer, overrides it.
+_C.MODEL.PRETRAINED_ENCODERS = ""
 
 # ---------------------------------------------------------------------------------------------
 # Input: point cloud, voxelization and augmentation
