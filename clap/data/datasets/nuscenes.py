@@ -17,6 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from clap.data.catalog import DatasetCatalog
+from clap.data.classes import DETECTION_CLASSES
 
 __all__ = [
     "DETECTION_CLASSES",
@@ -35,20 +36,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-# The ten nuScenes detection classes; a box's label is its index in this tuple.
-DETECTION_CLASSES = (
-    "car",
-    "truck",
-    "construction_vehicle",
-    "bus",
-    "trailer",
-    "barrier",
-    "motorcycle",
-    "bicycle",
-    "pedestrian",
-    "traffic_cone",
-)
 
 # nuScenes category name -> detection class (the devkit's default mapping); categories not listed
 # (animals, personal mobility, debris, ...) carry no detection label and their boxes are skipped.
