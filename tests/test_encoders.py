@@ -280,7 +280,8 @@ def test_sampling_at_projected_cell_centre_is_exact_and_outside_is_zero():
     feature_maps = torch.stack([fmap0, -fmap0 + 1000])  # (B * N_cam, C, h, w), B = 1
 
     target_i, target_j = 2, 3
-    u_star, v_star = stride * (target_j + 0.5), stride * (target_i + 0.5)  # cell centre pixels
+    # Cell centre in integer-centre pixel coordinates (pixel (u, v) covers [u - 0.5, u + 0.5)).
+    u_star, v_star = stride * (target_j + 0.5) - 0.5, stride * (target_i + 0.5) - 0.5
     seen = torch.tensor([4.0, 0.5, -0.25])  # x forward 4 m, 0.5 m left, 0.25 m down
     fx = fy = 20.0
     cx = u_star - fx * (-seen[1] / seen[0])

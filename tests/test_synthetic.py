@@ -98,7 +98,10 @@ def test_calibration_is_the_nuscenes_rig_scaled(nusc):
     assert set(by_channel) == {"LIDAR_TOP", *CAMERA_CHANNELS}
     front = np.asarray(by_channel["CAM_FRONT"]["camera_intrinsic"])
     # nuScenes CAM_FRONT (n015): fx = 1266.417 px, cx = 816.267 px at 1600 x 900.
-    np.testing.assert_allclose(front[0], [1266.417203046554 * 0.15, 0, 816.2670197447984 * 0.15])
+    # Scaled as pixel areas (integer pixel centres): c' = s (c + 0.5) - 0.5.
+    np.testing.assert_allclose(
+        front[0], [1266.417203046554 * 0.15, 0, (816.2670197447984 + 0.5) * 0.15 - 0.5]
+    )
     np.testing.assert_allclose(
         by_channel["LIDAR_TOP"]["translation"], [0.9437, 0.0, 1.8402], atol=1e-4
     )
@@ -256,7 +259,7 @@ def test_lidar_agrees_with_camera_depth(nusc, dataroot):
             uv = np.asarray(calib["camera_intrinsic"]) @ cam[:, front]
             u, v, z = uv[0] / uv[2], uv[1] / uv[2], cam[2, front]
             # Bilinear interpolation of inverse depth between pixel centres (exact on planes).
-            x, y = u - 0.5, v - 0.5
+            x, y = u, v  # pixel centres at integers
             inside = (x >= 0) & (x < w - 1) & (y >= 0) & (y < h - 1)
             x, y, z = x[inside], y[inside], z[inside]
             x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)

@@ -125,8 +125,8 @@ def visible_fraction(
         toward = np.sum(world_nrm * (cam2world[:3, 3] - world_pts), axis=1) > 0
         front = np.nonzero((cam_pts[:, 2] > 0.1) & toward)[0]
         uvw = cam_pts[front] @ camera.intrinsic.T
-        col = np.floor(uvw[:, 0] / uvw[:, 2]).astype(np.int64)
-        row = np.floor(uvw[:, 1] / uvw[:, 2]).astype(np.int64)
+        col = np.round(uvw[:, 0] / uvw[:, 2]).astype(np.int64)
+        row = np.round(uvw[:, 1] / uvw[:, 2]).astype(np.int64)
         inside = (col >= 0) & (col < camera.width) & (row >= 0) & (row < camera.height)
         front, col, row = front[inside], col[inside], row[inside]
         facing += np.bincount(owner[front], minlength=len(indices))

@@ -1,11 +1,11 @@
 """The sensor rig and the two sensor models: a spinning 32-beam LiDAR and pinhole cameras.
 
 Frames (nuScenes): sensor -> ego by the calibrated extrinsics in `constants.RIG`, ego -> world
-by the ego pose. Camera frame: x right, y down, z forward. Pixel (col, row) covers the continuous
-image coordinates [col, col + 1) x [row, row + 1): a point at camera coordinates (x, y, z) is
-seen at (u, v) = (fx x / z + cx, fy y / z + cy), and the ray of pixel (col, row) goes through
-(col + 0.5, row + 0.5). Intrinsics for a scaled image are the full-size ones with the first
-two rows multiplied by (W / 1600, H / 900).
+by the ego pose. Camera frame: x right, y down, z forward. Pixel centres sit at integer
+coordinates (the project-wide convention, as in OpenCV): a point at camera coordinates (x, y, z)
+is seen at (u, v) = (fx x / z + cx, fy y / z + cy), in pixel (round(u), round(v)), and the ray of
+pixel (col, row) goes through (col, row). Intrinsics for a scaled image map pixel areas: with
+s = W / 1600 (or H / 900), f' = s f and c' = s (c + 0.5) - 0.5.
 """
 
 from dataclasses import dataclass
@@ -44,8 +44,9 @@ def image_size(image_scale: float) -> Tuple[int, int]:
 def scaled_intrinsic(channel: str, width: int, height: int) -> np.ndarray:
     """(3, 3) intrinsics of camera `channel` for a width x height image."""
     intrinsic = np.array(RIG[channel]["intrinsic"], dtype=np.float64)
-    intrinsic[0] *= width / FULL_IMAGE_WIDTH
-    intrinsic[1] *= height / FULL_IMAGE_HEIGHT
+    for row, scale in ((0, width / FULL_IMAGE_WIDTH), (1, height / FULL_IMAGE_HEIGHT)):
+        intrinsic[row, :2] *= scale
+        intrinsic[row, 2] = scale * (intrinsic[row, 2] + 0.5) - 0.5
     return intrinsic
 
 
@@ -72,7 +73,7 @@ class Camera:
         self.width, self.height = width, height
         self.intrinsic = scaled_intrinsic(channel, width, height)
         self.cam2ego = sensor_to_ego(channel)
-        cols, rows = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
+        cols, rows = np.meshgrid(np.arange(width), np.arange(height))
         pixels = np.stack([cols.ravel(), rows.ravel(), np.ones(cols.size)], axis=1)
         # Camera-frame directions with z = 1: the hit distance t is the z-depth.
         self.directions_cam = (pixels @ np.linalg.inv(self.intrinsic).T).astype(np.float32)

@@ -1,13 +1,15 @@
 """UVTR-style camera-to-voxel lift: project cell centres into the images and sample features.
 
-Pixel convention: (u, v) are continuous pixel coordinates of the image fed to the model, u along
-the width; pixel (row i, column j) covers [j, j + 1) x [i, i + 1), so its centre is at
-(j + 0.5, i + 0.5). A point is inside the image when 0 <= u < W and 0 <= v < H. Cell (i, j) of a
-feature map with stride s covers pixels [s j, s (j + 1)) x [s i, s (i + 1)); its value is taken
-to sit at the cell centre (s (j + 0.5), s (i + 0.5)). Sampling is bilinear between cell centres
+Pixel convention: `lidar2img` gives pixel coordinates (u, v) of the image fed to the model with
+pixel centres at integers (u along the width; the project-wide convention, as in OpenCV). The lift
+works in area coordinates (u + 0.5, v + 0.5), in which pixel (row i, column j) covers
+[j, j + 1) x [i, i + 1); a point is inside the image when 0 <= u + 0.5 < W and
+0 <= v + 0.5 < H. Cell (i, j) of a feature map with stride s covers pixels
+[s j, s (j + 1)) x [s i, s (i + 1)); its value is taken to sit at the cell centre, area
+coordinates (s (j + 0.5), s (i + 0.5)). Sampling is bilinear between cell centres
 (`grid_sample(align_corners=False)` on the map's pixel extent w s x h s), so a point that projects
-onto a cell centre receives exactly that cell's feature. This is the convention in which resizing
-an image by a factor f multiplies (u, v) by f and a horizontal flip maps u to W - u.
+onto a cell centre receives exactly that cell's feature; with stride 1, a point projecting to
+pixel (u, v) receives the feature of pixel (u, v).
 """
 
 from typing import Dict, Optional, Sequence, Tuple
@@ -111,6 +113,7 @@ def sample_volume_features(
         (zeros where none does); visible (B, P) bool.
     """
     uv, depth, in_front = project_points(points, lidar2img, min_depth)
+    uv = uv + 0.5  # integer pixel centres -> area coordinates (module docstring)
     height, width = image_size
     u, v = uv.unbind(-1)
     valid = in_front & (u >= 0) & (u < width) & (v >= 0) & (v < height)
