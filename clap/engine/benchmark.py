@@ -213,6 +213,15 @@ class ComponentProfiler:
             stack.extend(child for child, _ in node.next_functions)
         return {node: owner for node, owner in owners.items() if node in seen}
 
+    def node_components(self, loss: torch.Tensor) -> Dict[str, List[str]]:
+        """Names of the autograd nodes of `loss`'s graph, grouped by the component they count
+        for in the backward time (the attribution `attach` uses)."""
+        grouped: Dict[str, List[str]] = {}
+        if loss.grad_fn is not None:
+            for node, component in self._node_owners([loss.grad_fn]).items():
+                grouped.setdefault(component, []).append(node.name())
+        return grouped
+
     def attach(self, loss: torch.Tensor) -> int:
         """Hook every node of `loss`'s graph; returns the number of nodes."""
         self._remove_hooks()
@@ -350,15 +359,22 @@ class PeakMemory:
 
     CPU: the largest resident set size of this process (data-loader worker processes are not
     included): the kernel's own peak ("VmHWM", reset on entry), or where that cannot be reset,
-    the resident size sampled by a thread every `interval` seconds. Memory the C allocator
-    keeps from before the block is handed back first (glibc `malloc_trim`). CUDA: the peak of
+    the resident size sampled by a thread every `interval` seconds. With `release_free_memory`,
+    memory the C allocator keeps from before the block is handed back first (glibc
+    `malloc_trim`), so that `increase_bytes` counts what the block allocates. CUDA: the peak of
     `torch.cuda.memory_allocated`. `peak_bytes` is the peak, `increase_bytes` the peak minus the
     value at entry.
     """
 
-    def __init__(self, device: torch.device = torch.device("cpu"), interval: float = 0.01):
+    def __init__(
+        self,
+        device: torch.device = torch.device("cpu"),
+        interval: float = 0.01,
+        release_free_memory: bool = True,
+    ):
         self.device = torch.device(device)
         self.interval = interval
+        self.release_free_memory = release_free_memory
         self.start_bytes = self.peak_bytes = 0
         self._thread = None
 
@@ -368,7 +384,8 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats(self.device)
             self.start_bytes = self.peak_bytes = torch.cuda.memory_allocated(self.device)
             return self
-        _release_free_memory()
+        if self.release_free_memory:
+            _release_free_memory()
         self.start_bytes = self.peak_bytes = _rss_bytes()
         if not _reset_peak_rss():
             self._stop = threading.Event()
@@ -569,7 +586,7 @@ def benchmark_training(
         step = _TrainingStep(cfg, model, optimizer, loader, profiler)
         if compare_uniform:
             sampler.use_uniform = False
-        memory = PeakMemory(device)
+        memory = PeakMemory(device, release_free_memory=False)
         for index in range((num_warmup + num_iterations) * len(modes)):
             mode = modes[index % len(modes)]
             if compare_uniform:
@@ -667,7 +684,8 @@ def benchmark_ray_scaling(
 
     Args:
         ray_counts: LiDAR ray counts to measure.
-        num_iterations: timed repetitions per count (median; one untimed warm-up first).
+        num_iterations: timed repetitions per count (median; one untimed warm-up first, one
+            more step for the memory).
         all_points: also render every candidate point once.
         budget: the sampled budget the all-points row is compared with (default
             MODEL.RAY_SAMPLER.NUM_LIDAR_RAYS).
@@ -733,21 +751,23 @@ def benchmark_ray_scaling(
             index = rows_available[torch.randint(num_candidates, (count,), generator=generator)]
         index = index.to(device)
         render_step(index)  # warm-up
-        seconds, cpu_seconds, memory_bytes = [], [], []
+        seconds, cpu_seconds = [], []
         for _ in range(num_iterations):
-            with PeakMemory(device) as memory:
-                start, cpu_start = time.perf_counter(), time.process_time()
-                render_step(index)
-                seconds.append(time.perf_counter() - start)
-                cpu_seconds.append(time.process_time() - cpu_start)
-            memory_bytes.append(memory.increase_bytes)
+            start, cpu_start = time.perf_counter(), time.process_time()
+            render_step(index)
+            seconds.append(time.perf_counter() - start)
+            cpu_seconds.append(time.process_time() - cpu_start)
+        # Memory in a step of its own: PeakMemory first hands freed memory back to the system,
+        # which would make the timed steps pay for fresh pages.
+        with PeakMemory(device) as memory:
+            render_step(index)
         row = {
             "label": label,
             "rays": count,
             "samples_per_ray": samples_per_ray,
             "seconds": _median(seconds),
             "cpu_seconds": _median(cpu_seconds),
-            "peak_memory_mb": _median(memory_bytes) / 2**20,
+            "peak_memory_mb": memory.increase_bytes / 2**20,
         }
         row["ray_samples_per_second"] = count * samples_per_ray / row["seconds"]
         rows.append(row)
