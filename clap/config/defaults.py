@@ -159,6 +159,10 @@ _C.MODEL.RAY_SAMPLER.WARMUP_EPOCHS = 4
 _C.MODEL.RAY_SAMPLER.CURVATURE_REDUCTION = "norm"
 # Curvature sampler: points per chunk when differentiating the field (bounds memory).
 _C.MODEL.RAY_SAMPLER.CURVATURE_CHUNK_SIZE = 65536
+# Curvature sampler: differentiate the field at most at this many candidate points per sample
+# (a uniformly drawn subset; rays are drawn by curvature within it), bounding the sampler's cost;
+# 0: at every candidate (the paper). Must be 0 or >= NUM_LIDAR_RAYS.
+_C.MODEL.RAY_SAMPLER.CURVATURE_MAX_POINTS = 0
 # Weighted samplers: Gaussian blur of the projected point weights before drawing pixels,
 # kernel size (pixels, odd) and standard deviation (pixels).
 _C.MODEL.RAY_SAMPLER.BLUR_KERNEL = 9

@@ -5,7 +5,8 @@ field needs it: its normal is dSDF/dp (computed with `create_graph=True`) and th
 normal (colour, eikonal) and the curvature sampler (d normal / dp) differentiate once more. Here
 the 8 corner values are gathered with one vectorised `index_select` and blended with weights that
 are polynomials of the point coordinates, so autograd provides every derivative w.r.t. both the
-points and the volume.
+points and the volume. The blend is a closed set of three autograd functions (blend, gather-dot,
+scatter), which saves memory: the gathered (P, 8, C) corners are never kept for backward.
 
 Conventions (those of `grid_sample(..., mode="bilinear", align_corners=True)`): points are given
 as normalised (x, y, z) in [-1, 1], where -1 / +1 are the centres of the first / last cells along
@@ -104,13 +105,93 @@ def trilinear_sample(
     ) * size_x + ix[:, None, None, :]
     weights = wz[:, :, None, None] * wy[:, None, :, None] * wx[:, None, None, :]
     num_points = flat_points.shape[0]
-    rows = rows.reshape(num_points * 8)
-    weights = weights.reshape(num_points, 1, 8)
 
+    # Channels-last rows; `contiguous` matters: for B = 1 the reshape is a strided view, and
+    # gathering rows of it is several times slower.
     table = volume.permute(0, 2, 3, 4, 1).reshape(batch_size * cells_per_volume, channels)
-    corners = table.index_select(0, rows).view(num_points, 8, channels)
-    features = torch.bmm(weights.to(corners.dtype), corners).view(num_points, channels)
+    table = table.contiguous()
+    weights = weights.reshape(num_points, 8).to(table.dtype)
+    features = _Blend.apply(table, weights, rows.view(num_points, 8))
     return features.view(*lead_shape, channels)
+
+
+# The blend out[p] = sum_k weights[p, k] * table[rows[p, k]] is bilinear in (table, weights), and
+# so are its derivatives: the gradient w.r.t. the weights is a gather-and-dot (`_Dot`), the one
+# w.r.t. the table a scatter of outer products (`_Scatter`), and the derivatives of those are
+# the three ops again. Written as three autograd functions whose backward calls the others, the
+# blend is differentiable any number of times, saves only (table, weights, rows) instead of the
+# (P, 8, C) gathered corners, and never materialises them for longer than one op.
+def _gather_corners(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """(P, 8, C) rows of `table` (N, C) at `rows` (P, 8)."""
+    return table.index_select(0, rows.reshape(-1)).view(rows.shape[0], 8, table.shape[1])
+
+
+class _Blend(torch.autograd.Function):
+    """(table (N, C), weights (P, 8), rows (P, 8)) -> (P, C): sum_k w_k table[row_k]."""
+
+    @staticmethod
+    def forward(ctx, table, weights, rows):
+        ctx.save_for_backward(table, weights, rows)
+        with torch.autocast(table.device.type, enabled=False):
+            corners = _gather_corners(table, rows)
+            return torch.bmm(weights.unsqueeze(1), corners).squeeze(1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        table, weights, rows = ctx.saved_tensors
+        grad = grad.to(table.dtype)
+        grad_table = grad_weights = None
+        if ctx.needs_input_grad[0]:
+            grad_table = _Scatter.apply(weights, grad, rows, table.shape[0])
+        if ctx.needs_input_grad[1]:
+            grad_weights = _Dot.apply(table, grad, rows)
+        return grad_table, grad_weights, None
+
+
+class _Dot(torch.autograd.Function):
+    """(table (N, C), vectors (P, C), rows (P, 8)) -> (P, 8): table[row_k] . vectors."""
+
+    @staticmethod
+    def forward(ctx, table, vectors, rows):
+        ctx.save_for_backward(table, vectors, rows)
+        with torch.autocast(table.device.type, enabled=False):
+            corners = _gather_corners(table, rows)
+            return torch.bmm(corners, vectors.unsqueeze(-1)).squeeze(-1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        table, vectors, rows = ctx.saved_tensors
+        grad = grad.to(table.dtype)
+        grad_table = grad_vectors = None
+        if ctx.needs_input_grad[0]:
+            grad_table = _Scatter.apply(grad, vectors, rows, table.shape[0])
+        if ctx.needs_input_grad[1]:
+            grad_vectors = _Blend.apply(table, grad, rows)
+        return grad_table, grad_vectors, None
+
+
+class _Scatter(torch.autograd.Function):
+    """(weights (P, 8), vectors (P, C), rows (P, 8), N) -> (N, C): row r receives
+    sum over (p, k) with rows[p, k] == r of weights[p, k] * vectors[p]."""
+
+    @staticmethod
+    def forward(ctx, weights, vectors, rows, num_rows: int):
+        ctx.save_for_backward(weights, vectors, rows)
+        with torch.autocast(vectors.device.type, enabled=False):
+            outer = weights.unsqueeze(-1) * vectors.unsqueeze(1)
+            out = vectors.new_zeros(num_rows, vectors.shape[1])
+            return out.index_add_(0, rows.reshape(-1), outer.view(-1, vectors.shape[1]))
+
+    @staticmethod
+    def backward(ctx, grad):
+        weights, vectors, rows = ctx.saved_tensors
+        grad = grad.to(vectors.dtype)
+        grad_weights = grad_vectors = None
+        if ctx.needs_input_grad[0]:
+            grad_weights = _Dot.apply(grad, vectors, rows)
+        if ctx.needs_input_grad[1]:
+            grad_vectors = _Blend.apply(grad, weights, rows)
+        return grad_weights, grad_vectors, None, None
 
 
 def normalize_points(points_xyz: torch.Tensor, volume_grid: VolumeGrid) -> torch.Tensor:

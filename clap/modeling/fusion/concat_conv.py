@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from clap.config import configurable
-from clap.layers import ShapeSpec
+from clap.layers import Conv3d, ShapeSpec
 
 from .build import FUSION_REGISTRY
 
@@ -54,7 +54,7 @@ class ConcatConvFusion(nn.Module):
         self.grid_shape = tuple(grid_shape)
         self.out_channels = out_channels
         in_channels = (lidar_channels or 0) + (camera_channels or 0)
-        self.conv = nn.Conv3d(in_channels, out_channels, kernel_size, padding=kernel_size // 2,
+        self.conv = Conv3d(in_channels, out_channels, kernel_size, padding=kernel_size // 2,
                               bias=False)
         self.norm = nn.BatchNorm3d(out_channels)
         self.relu = nn.ReLU(inplace=True)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from clap.config import configurable
-from clap.layers import ShapeSpec, VolumeGrid
+from clap.layers import Conv3d, ShapeSpec, VolumeGrid
 from clap.layers.sparse import (
     SparseBatchNorm,
     SparseConv3d,
@@ -133,7 +133,7 @@ class SparseResEncoder(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.sparse_out_channels = channels
         self.dense_head = nn.Sequential(
-            nn.Conv3d(channels, out_channels, dense_kernel_size, padding=dense_kernel_size // 2,
+            Conv3d(channels, out_channels, dense_kernel_size, padding=dense_kernel_size // 2,
                       bias=False),
             nn.BatchNorm3d(out_channels),
             nn.ReLU(inplace=True),

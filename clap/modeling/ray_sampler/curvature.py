@@ -10,6 +10,7 @@ from clap.config import configurable
 from .build import RAY_SAMPLER_REGISTRY
 from .common import (
     RaySamplerBase,
+    candidate_rows,
     image_size_of,
     point_weight_maps,
     uniform_sample,
@@ -173,6 +174,10 @@ class Curvature(WeightedRaySampler):
     Args (besides those of `WeightedRaySampler`):
         reduction: "norm" or "mean", see `field_curvature`.
         chunk_size: points differentiated at once.
+        max_points_per_sample: > 0: differentiate the field at most at this many candidate
+            points per sample, a uniformly drawn subset (the others get weight 0, so rays are
+            drawn in proportion to curvature within the subset); 0: at every candidate. It must
+            be 0 or at least `num_lidar_rays`.
     """
 
     @configurable
@@ -185,6 +190,7 @@ class Curvature(WeightedRaySampler):
         min_distance: float = 0.0,
         reduction: str = "norm",
         chunk_size: int = 65536,
+        max_points_per_sample: int = 0,
         blur_kernel: int = 9,
         blur_sigma: float = 2.0,
         warmup_epochs: int = 4,
@@ -203,8 +209,14 @@ class Curvature(WeightedRaySampler):
                 f"MODEL.RAY_SAMPLER.CURVATURE_REDUCTION must be one of {_REDUCTIONS}, "
                 f"got {reduction!r}"
             )
+        if max_points_per_sample < 0 or 0 < max_points_per_sample < num_lidar_rays:
+            raise ValueError(
+                "MODEL.RAY_SAMPLER.CURVATURE_MAX_POINTS must be 0 or at least NUM_LIDAR_RAYS "
+                f"({num_lidar_rays}), got {max_points_per_sample}"
+            )
         self.reduction = reduction
         self.chunk_size = chunk_size
+        self.max_points_per_sample = max_points_per_sample
 
     @classmethod
     def from_config(cls, cfg):
@@ -213,6 +225,7 @@ class Curvature(WeightedRaySampler):
             **cls.weighted_config(cfg),
             "reduction": sampler.CURVATURE_REDUCTION,
             "chunk_size": sampler.CURVATURE_CHUNK_SIZE,
+            "max_points_per_sample": sampler.CURVATURE_MAX_POINTS,
             "warmup_epochs": sampler.WARMUP_EPOCHS,
         }
 
@@ -227,7 +240,15 @@ class Curvature(WeightedRaySampler):
                 "`use_uniform` is off"
             )
         points = batch["points"]
-        rows = candidates.nonzero(as_tuple=True)[0]
+        if self.max_points_per_sample > 0:
+            rows = torch.cat(
+                [
+                    r[torch.randperm(r.numel(), device=r.device)[: self.max_points_per_sample]]
+                    for r in candidate_rows(batch, candidates)
+                ]
+            )
+        else:
+            rows = candidates.nonzero(as_tuple=True)[0]
         weights = points.new_zeros(points.shape[0])
         weights[rows] = field_curvature(
             field,

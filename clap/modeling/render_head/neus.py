@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from clap.config import configurable
+from clap.layers.conv3d import Conv3d
 from clap.layers.mlp import MLP
 from clap.layers.shape_spec import ShapeSpec
 from clap.layers.trilinear import normalize_points, trilinear_sample
@@ -160,7 +161,7 @@ class NeuSRenderHead(nn.Module):
         )
         if field_conv_channels > 0:
             self.field_conv = nn.Sequential(
-                nn.Conv3d(
+                Conv3d(
                     in_channels,
                     field_conv_channels,
                     kernel_size=field_conv_kernel_size,

@@ -1,0 +1,123 @@
+#!/usr/bin/env python
+"""Time a training step by component, or the render head against the number of rays.
+
+    python tools/benchmark.py --config-file configs/synthetic/clap_cpu.yaml --iters 5 \
+        --warmup 2 --json out.json DATASETS.ROOT tests/data/nuscenes_frame
+    python tools/benchmark.py --config-file configs/synthetic/clap_cpu.yaml --compare-uniform ...
+    python tools/benchmark.py --config-file configs/nuscenes/clap.yaml --ray-scaling \
+        MODEL.DEVICE cpu DATASETS.ROOT tests/data/nuscenes_frame DATASETS.VERSION v1.0-mini \
+        DATASETS.TRAIN "('nuscenes_v1.0-mini_mini_train',)"
+
+Prints a table (medians in milliseconds) and writes the full result as JSON with --json. See
+docs/performance.md for what each number means.
+"""
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import clap.modeling  # noqa: E402,F401  (registers every model component)
+from clap.config import get_cfg  # noqa: E402
+from clap.engine.benchmark import (  # noqa: E402
+    benchmark_ray_scaling,
+    benchmark_training,
+    format_ray_scaling_table,
+    format_training_table,
+)
+from clap.utils.env import seed_all_rng  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config-file", required=True, metavar="FILE", help="yaml config")
+    parser.add_argument("--iters", type=int, default=5, help="timed iterations (median)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed iterations first")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (torch.set_num_threads); 0 keeps torch's default",
+    )
+    parser.add_argument("--json", default="", metavar="OUT", help="write the result here")
+    parser.add_argument(
+        "--compare-uniform",
+        action="store_true",
+        help="alternate curvature and uniform sampling step by step (use_uniform switch) and "
+        "report the cost of curvature sampling",
+    )
+    parser.add_argument(
+        "--data-samples",
+        type=int,
+        default=0,
+        help="also time the data loader alone on this many samples (clap.data.benchmark)",
+    )
+    parser.add_argument(
+        "--ray-scaling",
+        action="store_true",
+        help="time the render head alone against the number of LiDAR rays instead",
+    )
+    parser.add_argument(
+        "--rays",
+        default="1024,2048,4096,8192,16384,32768",
+        help="comma-separated LiDAR ray counts of --ray-scaling",
+    )
+    parser.add_argument(
+        "--no-all-points",
+        action="store_true",
+        help="--ray-scaling without the row rendering every candidate point",
+    )
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
+    return parser.parse_args(argv)
+
+
+def setup(args):
+    cfg = get_cfg()
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts or [])
+    cfg.freeze()
+    return cfg
+
+
+def main(argv=None) -> dict:
+    logging.basicConfig(level=logging.WARNING)
+    args = parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    cfg = setup(args)
+    seed_all_rng(cfg.SEED if cfg.SEED >= 0 else None)
+    if args.ray_scaling:
+        result = benchmark_ray_scaling(
+            cfg,
+            [int(n) for n in args.rays.split(",") if n],
+            num_iterations=args.iters,
+            all_points=not args.no_all_points,
+        )
+        print(format_ray_scaling_table(result))
+    else:
+        result = benchmark_training(
+            cfg,
+            num_iterations=args.iters,
+            num_warmup=args.warmup,
+            compare_uniform=args.compare_uniform,
+            data_loader_samples=args.data_samples,
+        )
+        print(format_training_table(result))
+    result["command"] = {"config_file": args.config_file, "opts": list(args.opts or [])}
+    if args.json:
+        directory = os.path.dirname(os.path.abspath(args.json))
+        os.makedirs(directory, exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return result
+
+
+if __name__ == "__main__":
+    main()
