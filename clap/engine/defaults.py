@@ -332,11 +332,20 @@ class DefaultTrainer(TrainerBase):
     def build_evaluator(cls, cfg, dataset_name: str):
         """The evaluator of a test set (see clap.engine.inference for its interface).
 
-        Raises NotImplementedError here: a trainer subclass says how each data set is evaluated.
-        `test` skips data sets without an evaluator.
+        Data sets named `nuscenes_<version>_<split>` (or `nuscenes_<split>`) get
+        `clap.evaluation.build_evaluator(cfg, dataset_name, output_dir)`: a
+        NuScenesDetectionEvaluator scoring with nuscenes-devkit's DetectionEval, writing to
+        `<OUTPUT_DIR>/inference/<dataset_name>`. Other names raise NotImplementedError, which
+        `test` turns into a skipped data set; a trainer subclass may handle them.
         """
+        if dataset_name.startswith("nuscenes_"):
+            from clap.evaluation import build_evaluator
+
+            output_dir = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+            return build_evaluator(cfg, dataset_name, output_dir)
         raise NotImplementedError(
-            f"No evaluator for '{dataset_name}': override DefaultTrainer.build_evaluator"
+            f"No evaluator for '{dataset_name}': only nuscenes_<version>_<split> data sets are "
+            "evaluated; override DefaultTrainer.build_evaluator for others"
         )
 
     @classmethod
