@@ -1,4 +1,5 @@
-"""Fast paths: the oneDNN-friendly Conv3d and the curvature sampler's cap on its points."""
+"""Fast paths: the oneDNN-friendly Conv3d, the curvature sampler's cap on its points, and the
+CPU runtime settings."""
 
 import math
 
@@ -6,8 +7,10 @@ import pytest
 import torch
 from torch import nn
 
+from clap.config import get_cfg
 from clap.layers import Conv3d
 from clap.modeling.ray_sampler import Curvature
+from clap.utils.cpu_runtime import configure_cpu_runtime
 
 
 @pytest.mark.parametrize(
@@ -93,3 +96,22 @@ def test_curvature_cap_differentiates_at_most_that_many_points_per_sample():
 def test_curvature_cap_below_the_ray_budget_is_an_error():
     with pytest.raises(ValueError, match="CURVATURE_MAX_POINTS"):
         Curvature(num_lidar_rays=128, num_pixels_per_camera=0, max_points_per_sample=64)
+
+
+def test_cpu_runtime_sets_the_threads_of_cpu_runs_only():
+    threads = torch.get_num_threads()
+    cfg = get_cfg()
+    cfg.CPU.NUM_THREADS = 1
+    try:
+        torch.set_num_threads(2)
+        cfg.MODEL.DEVICE = "cuda"
+        configure_cpu_runtime(cfg)
+        assert torch.get_num_threads() == 2
+        cfg.MODEL.DEVICE = "cpu"
+        configure_cpu_runtime(cfg)
+        assert torch.get_num_threads() == 1
+        cfg.CPU.NUM_THREADS = -1
+        with pytest.raises(ValueError, match="CPU.NUM_THREADS"):
+            configure_cpu_runtime(cfg)
+    finally:
+        torch.set_num_threads(threads)

@@ -1,9 +1,11 @@
 #!/usr/bin/env python
-"""Time a training step by component, or the render head against the number of rays.
+"""Time a training step by component, the render head against the number of rays, or the
+trilinear sampler against grid_sample.
 
     python tools/benchmark.py --config-file configs/synthetic/clap_cpu.yaml --iters 5 \
         --warmup 2 --json out.json DATASETS.ROOT tests/data/nuscenes_frame
     python tools/benchmark.py --config-file configs/synthetic/clap_cpu.yaml --compare-uniform ...
+    python tools/benchmark.py --config-file configs/synthetic/clap_cpu.yaml --trilinear
     python tools/benchmark.py --config-file configs/nuscenes/clap.yaml --ray-scaling \
         MODEL.DEVICE cpu DATASETS.ROOT tests/data/nuscenes_frame DATASETS.VERSION v1.0-mini \
         DATASETS.TRAIN "('nuscenes_v1.0-mini_mini_train',)"
@@ -27,9 +29,12 @@ from clap.config import get_cfg  # noqa: E402
 from clap.engine.benchmark import (  # noqa: E402
     benchmark_ray_scaling,
     benchmark_training,
+    benchmark_trilinear,
     format_ray_scaling_table,
     format_training_table,
+    format_trilinear_table,
 )
+from clap.utils.cpu_runtime import configure_cpu_runtime  # noqa: E402
 from clap.utils.env import seed_all_rng  # noqa: E402
 
 
@@ -44,7 +49,8 @@ def parse_args(argv=None):
         "--threads",
         type=int,
         default=1,
-        help="torch CPU threads (torch.set_num_threads); 0 keeps torch's default",
+        help="torch CPU threads (torch.set_num_threads), overriding CPU.NUM_THREADS; 0 keeps "
+        "the config's",
     )
     parser.add_argument("--json", default="", metavar="OUT", help="write the result here")
     parser.add_argument(
@@ -74,6 +80,18 @@ def parse_args(argv=None):
         action="store_true",
         help="--ray-scaling without the row rendering every candidate point",
     )
+    parser.add_argument(
+        "--trilinear",
+        action="store_true",
+        help="time the trilinear sampler against grid_sample on the config's render volume "
+        "(B = 1, the field's channels) at --points points instead",
+    )
+    parser.add_argument(
+        "--points",
+        type=int,
+        default=0,
+        help="points of --trilinear (default: NUM_LIDAR_RAYS x samples per ray)",
+    )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides: KEY VALUE ...")
     return parser.parse_args(argv)
 
@@ -89,11 +107,25 @@ def setup(args):
 def main(argv=None) -> dict:
     logging.basicConfig(level=logging.WARNING)
     args = parse_args(argv)
+    cfg = setup(args)
+    configure_cpu_runtime(cfg)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    cfg = setup(args)
     seed_all_rng(cfg.SEED if cfg.SEED >= 0 else None)
-    if args.ray_scaling:
+    if args.trilinear:
+        from clap.layers import VolumeGrid
+
+        head = cfg.MODEL.RENDER_HEAD
+        channels = head.FIELD_CONV_CHANNELS or cfg.MODEL.FUSION.OUT_CHANNELS
+        samples = head.NUM_UNIFORM_SAMPLES + head.NUM_IMPORTANCE_SAMPLES
+        result = benchmark_trilinear(
+            (1, channels) + tuple(VolumeGrid.from_config(cfg).volume_shape),
+            args.points or cfg.MODEL.RAY_SAMPLER.NUM_LIDAR_RAYS * samples,
+            num_iterations=args.iters,
+            device=cfg.MODEL.DEVICE,
+        )
+        print(format_trilinear_table(result))
+    elif args.ray_scaling:
         result = benchmark_ray_scaling(
             cfg,
             [int(n) for n in args.rays.split(",") if n],

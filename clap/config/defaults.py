@@ -422,6 +422,21 @@ _C.TEST.EVAL_PERIOD = 0
 _C.TEST.BATCH_SIZE = 1
 
 # ---------------------------------------------------------------------------------------------
+# CPU runtime (applied by default_setup when MODEL.DEVICE is "cpu"; clap.utils.cpu_runtime)
+# ---------------------------------------------------------------------------------------------
+_C.CPU = CN()
+# torch intra-op threads of each training process (torch.set_num_threads); 0 keeps torch's
+# default, one per core. Data-loader workers always use one. With cores shared (workers, other
+# jobs) several threads spin at every op's barrier: 1 was 4-13x faster on a loaded 2-core
+# machine (docs/performance.md).
+_C.CPU.NUM_THREADS = 0
+# Keep memory freed by tensors in the process heap for reuse (glibc mallopt: no mmap per large
+# block, no trimming) instead of handing it back to the system; saves the page faults of
+# re-allocating it every step (5-13% of a CPU step), at the price of a resident size that
+# stays at its peak.
+_C.CPU.KEEP_FREED_MEMORY = False
+
+# ---------------------------------------------------------------------------------------------
 # Misc
 # ---------------------------------------------------------------------------------------------
 # Where checkpoints, metrics.json, TensorBoard event files and config.yaml are written.

@@ -27,6 +27,7 @@ from clap.engine.train_loop import AMPTrainer, HookBase, SimpleTrainer, TrainerB
 from clap.solver import build_grad_clipper, build_lr_scheduler, build_optimizer
 from clap.solver.build import log_param_groups
 from clap.utils import comm
+from clap.utils.cpu_runtime import configure_cpu_runtime
 from clap.utils.env import collect_env_info, seed_all_rng, set_rng_states
 from clap.utils.events import ConsoleWriter, EventWriter, JSONWriter, TensorboardWriter
 from clap.utils.file_io import PathManager
@@ -96,8 +97,9 @@ def default_argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentPa
 
 def default_setup(cfg, args) -> None:
     """Prepare a run: OUTPUT_DIR, logging (console on rank 0, OUTPUT_DIR/log.txt[.rank<r>]),
-    log the environment, the arguments and the config, write OUTPUT_DIR/config.yaml (rank 0),
-    seed every RNG with SEED + rank (a negative SEED draws one), and set cuDNN autotuning."""
+    apply the CPU runtime settings (`CPU.*`, CPU runs only), log the environment, the arguments
+    and the config, write OUTPUT_DIR/config.yaml (rank 0), seed every RNG with SEED + rank (a
+    negative SEED draws one), and set cuDNN autotuning."""
     output_dir = cfg.OUTPUT_DIR
     rank = comm.get_rank()
     if output_dir:
@@ -105,6 +107,7 @@ def default_setup(cfg, args) -> None:
     setup_logger(output_dir or None, distributed_rank=rank, name="fvcore")
     logger = setup_logger(output_dir or None, distributed_rank=rank, name="clap")
     logger.info(f"Rank of this process: {rank}. World size: {comm.get_world_size()}")
+    configure_cpu_runtime(cfg)
     logger.info("Environment:\n" + collect_env_info())
     logger.info(f"Command line arguments: {args}")
     config_file = getattr(args, "config_file", "")
