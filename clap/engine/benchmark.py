@@ -345,6 +345,24 @@ def _peak_rss_bytes() -> int:
     raise OSError("no VmHWM in /proc/self/status")
 
 
+def _return_large_blocks_on_free(threshold: int = 128 * 1024) -> bool:
+    """Make glibc serve blocks of `threshold` bytes and more by `mmap` and unmap them when they
+    are freed (a fixed threshold; by default it grows up to 32 MB and keeps freed blocks in the
+    heap), so that the resident size follows the memory tensors hold. Process-wide; False where
+    the C library is not glibc."""
+    name = ctypes.util.find_library("c")
+    if not name:
+        return False
+    try:
+        mallopt = ctypes.CDLL(name).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    m_mmap_max, m_mmap_threshold = -4, -3
+    return bool(mallopt(m_mmap_max, 65536)) and bool(mallopt(m_mmap_threshold, threshold))
+
+
 def _release_free_memory() -> None:
     """Hand memory freed by the C allocator back to the system (glibc), so that the resident
     size follows what is allocated."""
@@ -680,6 +698,9 @@ def benchmark_ray_scaling(
     channels, or MODEL.FUSION.OUT_CHANNELS without f_3D) is a random leaf tensor that requires
     gradients, so the timing covers ray sampling along the rays, trilinear interpolation, the
     SDF MLP, NeuS weights, the losses and their backward down to the volume, but no encoder.
+    On CPU the process's allocator is switched to unmapping every block of 128 KiB or more when
+    it is freed (glibc `mallopt`), so that the resident size measures the memory tensors hold;
+    the timings include the page faults that costs (as with large blocks by default).
     The rays go through the LiDAR points of the first sample of DATASETS.TRAIN (candidates of
     the ray samplers: key-frame points inside the range, farther than
     MODEL.RAY_SAMPLER.MIN_DISTANCE), drawn uniformly (with replacement beyond the candidates).
@@ -705,6 +726,8 @@ def benchmark_ray_scaling(
     from clap.modeling.render_head.rays import lidar_ray_candidates, lidar_rays
 
     device = torch.device(cfg.MODEL.DEVICE)
+    if device.type == "cpu":
+        _return_large_blocks_on_free()
     grid = VolumeGrid.from_config(cfg)
     head = build_render_head(cfg, ShapeSpec(channels=cfg.MODEL.FUSION.OUT_CHANNELS))
     head.to(device).train()

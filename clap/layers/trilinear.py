@@ -6,7 +6,7 @@ normal (colour, eikonal) and the curvature sampler (d normal / dp) differentiate
 the 8 corner values are gathered with one vectorised `index_select` and blended with weights that
 are polynomials of the point coordinates, so autograd provides every derivative w.r.t. both the
 points and the volume. The blend is a closed set of three autograd functions (blend, gather-dot,
-scatter), which saves memory: the gathered (P, 8, C) corners are never kept for backward.
+scatter) that work a corner at a time, so the gathered (P, 8, C) corners are never stored.
 
 Conventions (those of `grid_sample(..., mode="bilinear", align_corners=True)`): points are given
 as normalised (x, y, z) in [-1, 1], where -1 / +1 are the centres of the first / last cells along
@@ -97,12 +97,13 @@ def trilinear_sample(
         corner_weight.append(weight)
     (ix, iy, iz), (wx, wy, wz) = corner_index, corner_weight
 
-    # Linear row of each of the 8 corners in the channels-last volume, (P, 8), order (z, y, x).
+    # Linear row of each of the 8 corners in the channels-last volume, (8, P), corner order
+    # (z, y, x), and their weights (P, 8) in the same order.
     cells_per_volume = size_z * size_y * size_x
+    ix, iy, iz = ix.t(), iy.t(), iz.t()
     rows = (
-        (flat_batch[:, None, None, None] * size_z + iz[:, :, None, None]) * size_y
-        + iy[:, None, :, None]
-    ) * size_x + ix[:, None, None, :]
+        (flat_batch * size_z + iz[:, None, None, :]) * size_y + iy[None, :, None, :]
+    ) * size_x + ix[None, None, :, :]
     weights = wz[:, :, None, None] * wy[:, None, :, None] * wx[:, None, None, :]
     num_points = flat_points.shape[0]
 
@@ -111,30 +112,51 @@ def trilinear_sample(
     table = volume.permute(0, 2, 3, 4, 1).reshape(batch_size * cells_per_volume, channels)
     table = table.contiguous()
     weights = weights.reshape(num_points, 8).to(table.dtype)
-    features = _Blend.apply(table, weights, rows.view(num_points, 8))
+    features = _Blend.apply(table, weights, rows.reshape(8, num_points))
     return features.view(*lead_shape, channels)
 
 
-# The blend out[p] = sum_k weights[p, k] * table[rows[p, k]] is bilinear in (table, weights), and
+# The blend out[p] = sum_k weights[p, k] * table[rows[k, p]] is bilinear in (table, weights), and
 # so are its derivatives: the gradient w.r.t. the weights is a gather-and-dot (`_Dot`), the one
-# w.r.t. the table a scatter of outer products (`_Scatter`), and the derivatives of those are
-# the three ops again. Written as three autograd functions whose backward calls the others, the
-# blend is differentiable any number of times, saves only (table, weights, rows) instead of the
-# (P, 8, C) gathered corners, and never materialises them for longer than one op.
-def _gather_corners(table: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """(P, 8, C) rows of `table` (N, C) at `rows` (P, 8)."""
-    return table.index_select(0, rows.reshape(-1)).view(rows.shape[0], 8, table.shape[1])
+# w.r.t. the table a scatter (`_Scatter`), and the derivatives of those are the three ops again.
+# Written as three autograd functions whose backward calls the others, the blend is
+# differentiable any number of times and saves only (table, weights, rows). Each op loops over
+# the 8 corners, so no (P, 8, C) tensor of gathered corners is ever made: the transient memory
+# is one (P, C) term, and gathering and blending a corner at a time is also faster on CPU than
+# one batched matmul of 1 x 8 by 8 x C per point.
+def _blend(table: torch.Tensor, weights: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """(P, C): sum over the 8 corners k of weights[:, k] * table[rows[k]]."""
+    out = None
+    for k in range(8):
+        term = table.index_select(0, rows[k]) * weights[:, k : k + 1]
+        out = term if out is None else out.add_(term)
+    return out
+
+
+def _dot(table: torch.Tensor, vectors: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """(P, 8): the dot product of table[rows[k]] and vectors, per corner k."""
+    return torch.stack(
+        [(table.index_select(0, rows[k]) * vectors).sum(dim=-1) for k in range(8)], dim=1
+    )
+
+
+def _scatter(weights, vectors, rows, num_rows: int) -> torch.Tensor:
+    """(num_rows, C): row r receives weights[p, k] * vectors[p] for every (k, p) with
+    rows[k, p] == r."""
+    out = vectors.new_zeros(num_rows, vectors.shape[1])
+    for k in range(8):
+        out.index_add_(0, rows[k], vectors * weights[:, k : k + 1])
+    return out
 
 
 class _Blend(torch.autograd.Function):
-    """(table (N, C), weights (P, 8), rows (P, 8)) -> (P, C): sum_k w_k table[row_k]."""
+    """(table (N, C), weights (P, 8), rows (8, P)) -> (P, C), see `_blend`."""
 
     @staticmethod
     def forward(ctx, table, weights, rows):
         ctx.save_for_backward(table, weights, rows)
         with torch.autocast(table.device.type, enabled=False):
-            corners = _gather_corners(table, rows)
-            return torch.bmm(weights.unsqueeze(1), corners).squeeze(1)
+            return _blend(table, weights, rows)
 
     @staticmethod
     def backward(ctx, grad):
@@ -149,14 +171,13 @@ class _Blend(torch.autograd.Function):
 
 
 class _Dot(torch.autograd.Function):
-    """(table (N, C), vectors (P, C), rows (P, 8)) -> (P, 8): table[row_k] . vectors."""
+    """(table (N, C), vectors (P, C), rows (8, P)) -> (P, 8), see `_dot`."""
 
     @staticmethod
     def forward(ctx, table, vectors, rows):
         ctx.save_for_backward(table, vectors, rows)
         with torch.autocast(table.device.type, enabled=False):
-            corners = _gather_corners(table, rows)
-            return torch.bmm(corners, vectors.unsqueeze(-1)).squeeze(-1)
+            return _dot(table, vectors, rows)
 
     @staticmethod
     def backward(ctx, grad):
@@ -171,16 +192,13 @@ class _Dot(torch.autograd.Function):
 
 
 class _Scatter(torch.autograd.Function):
-    """(weights (P, 8), vectors (P, C), rows (P, 8), N) -> (N, C): row r receives
-    sum over (p, k) with rows[p, k] == r of weights[p, k] * vectors[p]."""
+    """(weights (P, 8), vectors (P, C), rows (8, P), N) -> (N, C), see `_scatter`."""
 
     @staticmethod
     def forward(ctx, weights, vectors, rows, num_rows: int):
         ctx.save_for_backward(weights, vectors, rows)
         with torch.autocast(vectors.device.type, enabled=False):
-            outer = weights.unsqueeze(-1) * vectors.unsqueeze(1)
-            out = vectors.new_zeros(num_rows, vectors.shape[1])
-            return out.index_add_(0, rows.reshape(-1), outer.view(-1, vectors.shape[1]))
+            return _scatter(weights, vectors, rows, num_rows)
 
     @staticmethod
     def backward(ctx, grad):
