@@ -4,6 +4,7 @@ import json
 import logging
 import os
 import re
+from collections import Counter
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -165,7 +166,10 @@ class NuScenesDetectionEvaluator(DatasetEvaluator):
     model's per-sample dicts {"sample_token", "boxes" (M, 9) LiDAR frame, "scores", "labels"}.
     `evaluate()` writes `results_nusc.json`, `metrics_summary.json` and `metrics_details.json`
     to `output_dir` and returns {"mAP", "NDS", "mATE", "mASE", "mAOE", "mAVE", "mAAE",
-    "AP/<class>" for each class}. Predictions must cover every sample of `eval_set`.
+    "AP/<class>" for each class, "mAP_classes_with_gt"}. The devkit's mAP averages over all its
+    classes, and a class without ground truth (after its range and point filters) scores AP 0;
+    "mAP_classes_with_gt" averages over the classes that have ground truth, the meaningful figure
+    on a small subset. Predictions must cover every sample of `eval_set`.
     """
 
     @configurable
@@ -262,6 +266,13 @@ class NuScenesDetectionEvaluator(DatasetEvaluator):
             metrics[key] = summary["tp_errors"][devkit_name]
         for name in self.class_names:
             metrics[f"AP/{name}"] = summary["mean_dist_aps"][name]
+        with_gt = [name for name in self.class_names if summary["gt_counts"].get(name, 0) > 0]
+        metrics["mAP_classes_with_gt"] = (
+            float(np.mean([summary["mean_dist_aps"][name] for name in with_gt])) if with_gt
+            else 0.0)
+        logger.info("Ground-truth boxes per class after the devkit's filters: %s",
+                    ", ".join(f"{name} {summary['gt_counts'].get(name, 0)}"
+                              for name in self.class_names))
         logger.info("nuScenes %s/%s: %s", self.version, self.eval_set,
                     ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
         return metrics
@@ -285,6 +296,8 @@ class NuScenesDetectionEvaluator(DatasetEvaluator):
         metrics, metric_data = detection_eval.evaluate()
         summary = metrics.serialize()
         summary["meta"] = self.meta
+        summary["gt_counts"] = dict(Counter(box.detection_name
+                                            for box in detection_eval.gt_boxes.all))
         with open(os.path.join(self.output_dir, "metrics_summary.json"), "w") as f:
             json.dump(summary, f, indent=2)
         with open(os.path.join(self.output_dir, "metrics_details.json"), "w") as f:
