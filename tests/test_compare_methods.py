@@ -113,3 +113,19 @@ def test_refuses_finished_cells_of_another_iteration_count(tmp_path):
     run(tmp_path, FakeRunner(), methods=("scratch",))
     with pytest.raises(ValueError, match="same iterations"):
         run(tmp_path, FakeRunner(), methods=("scratch",), extra=("--finetune-iters", "7"))
+
+
+def test_small_preset_curvature_pretrainings_sample_by_curvature():
+    # The default synthetic train split has 80 samples; a pre-training that ends inside the
+    # uniform warm-up would make clap_curvature a copy of clap_uniform.
+    from clap.config import get_cfg
+
+    preset = compare_methods.get_preset("small")
+    for method in ("clap_curvature", "clap"):
+        _, config_file, extra = preset.pretrain_configs[method]
+        cfg = get_cfg()
+        cfg.merge_from_file(os.path.join(compare_methods.ROOT, config_file))
+        cfg.merge_from_list(list(extra))
+        assert cfg.MODEL.RAY_SAMPLER.NAME == "Curvature"
+        warmup_iters = cfg.MODEL.RAY_SAMPLER.WARMUP_EPOCHS * 80 / cfg.SOLVER.IMS_PER_BATCH
+        assert warmup_iters < preset.pretrain_iters
