@@ -109,6 +109,15 @@ def test_writes_mean_and_std_and_skips_finished_cells(tmp_path):
     assert [option(c, "SEED") for c in third.commands] == ["2", "2", "2"]
 
 
+def test_single_seed_table_shows_the_mean_without_a_spread(tmp_path):
+    compare_methods.main(["--preset", "small", "--output", str(tmp_path), "--seeds", "0",
+                          "--methods", "scratch", "clap"], runner=FakeRunner())
+    table = (tmp_path / "comparison.md").read_text()
+    assert "| From scratch | 10.00 | 20.00 |" in table
+    assert "| CLAP (curvature + prototypes) | 20.00 | 30.00 |" in table
+    assert "+-" not in table
+
+
 def test_refuses_finished_cells_of_another_iteration_count(tmp_path):
     run(tmp_path, FakeRunner(), methods=("scratch",))
     with pytest.raises(ValueError, match="same iterations"):

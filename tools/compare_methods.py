@@ -385,7 +385,8 @@ def summarize(cells: Sequence[dict], methods: Sequence[str], fractions: Sequence
 
 
 def format_table(report: dict) -> str:
-    """Markdown table: one row per method, mAP and NDS (mean +- std, in %) per label fraction."""
+    """Markdown table: one row per method, mAP and NDS (mean +- std, in %; the mean alone for
+    a single seed) per label fraction."""
     fractions = sorted({e["fraction"] for e in report["summary"]}, reverse=True)
     methods = list(dict.fromkeys(e["method"] for e in report["summary"]))
     header = ["Method"] + [f"{name} ({format_fraction(f)})" for f in fractions
@@ -399,13 +400,16 @@ def format_table(report: dict) -> str:
             for metric in ("mAP", "NDS"):
                 if entry is None:
                     row.append("-")
+                elif entry["num_seeds"] == 1:  # no spread to show
+                    row.append(f"{100 * entry[f'{metric}_mean']:.2f}")
                 else:
                     row.append(f"{100 * entry[f'{metric}_mean']:.2f} +- "
                                f"{100 * entry[f'{metric}_std']:.2f}")
         lines.append("| " + " | ".join(row) + " |")
     seeds = sorted({e["num_seeds"] for e in report["summary"]})
     lines.append("")
-    lines.append(f"mAP and NDS in %, mean +- sample std over {'/'.join(map(str, seeds))} seed(s); "
+    spread = "" if seeds == [1] else " +- sample std"
+    lines.append(f"mAP and NDS in %, mean{spread} over {'/'.join(map(str, seeds))} seed(s); "
                  f"every fine-tuning ran {report.get('finetune_iters')} iterations.")
     return "\n".join(lines) + "\n"
 
