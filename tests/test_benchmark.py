@@ -6,13 +6,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from clap.config import get_cfg
-from clap.engine.benchmark import (
+from clap.benchmark import (
     CLAP_COMPONENTS,
     ComponentProfiler,
     benchmark_training,
     format_training_table,
 )
+from clap.config import get_cfg
 
 TINY = Path(__file__).resolve().parent / "configs" / "clap_tiny.yaml"
 FRAME_ROOT = Path(__file__).resolve().parent / "data" / "nuscenes_frame"

@@ -25,8 +25,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import clap.modeling  # noqa: E402,F401  (registers every model component)
-from clap.config import get_cfg  # noqa: E402
-from clap.engine.benchmark import (  # noqa: E402
+from clap.benchmark import (  # noqa: E402
     benchmark_ray_scaling,
     benchmark_training,
     benchmark_trilinear,
@@ -34,6 +33,7 @@ from clap.engine.benchmark import (  # noqa: E402
     format_training_table,
     format_trilinear_table,
 )
+from clap.config import get_cfg  # noqa: E402
 from clap.utils.cpu_runtime import configure_cpu_runtime  # noqa: E402
 from clap.utils.env import seed_all_rng  # noqa: E402
 

@@ -1,0 +1,121 @@
+"""Text tables of the benchmarks' results (milliseconds)."""
+
+from typing import Dict
+
+__all__ = ["format_training_table", "format_ray_scaling_table", "format_trilinear_table"]
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:9.1f}"
+
+
+def format_trilinear_table(result: Dict[str, object]) -> str:
+    """A text table of `benchmark_trilinear`'s result."""
+    lines = [
+        f"volume {tuple(result['volume_shape'])} (B, C, Z, Y, X), {result['num_points']} points, "
+        f"device {result['device']}, {result['threads']} torch threads; forward + backward",
+        f"{'case':<28}{'wall ms':>10}{'CPU ms':>10}",
+    ]
+    for name in ("grid_sample", "trilinear", "trilinear_double_backward"):
+        lines.append(
+            f"{name:<28}{_ms(result[name]['seconds']):>10}{_ms(result[name]['cpu_seconds']):>10}"
+        )
+    lines.append(
+        f"trilinear / grid_sample: {result['ratio']:.2f}x wall, {result['cpu_ratio']:.2f}x CPU"
+    )
+    return "\n".join(lines)
+
+
+def format_training_table(result: Dict[str, object]) -> str:
+    """A text table of `benchmark_training`'s result (milliseconds, medians; wall time and CPU
+    time of the main thread)."""
+    runs = result["runs"]
+    modes = list(runs)
+    config = result["config"]
+    lines = [
+        f"device {config['device']}, {config['threads']} torch threads, "
+        f"{config['num_workers']} data workers, batch {config['batch_size']}, "
+        f"median of {config['num_iterations']} steps after {config['num_warmup']} warm-up; "
+        "milliseconds, wall / CPU"
+    ]
+    columns = ("forward", "backward", "forward_cpu", "backward_cpu")
+    header = f"{'component':<16}" + "".join(
+        f"{(mode + ' ' if len(modes) > 1 else '') + label:>14}"
+        for mode in modes
+        for label in ("fwd", "bwd", "fwd CPU", "bwd CPU")
+    )
+    lines += [header, "-" * len(header)]
+    for name in runs[modes[0]]["components"]["forward"]:
+        cells = "".join(
+            f"{_ms(runs[mode]['components'][column].get(name, 0.0)):>14}"
+            for mode in modes
+            for column in columns
+        )
+        lines.append(f"{name:<16}{cells}")
+    lines.append("-" * len(header))
+    for label, keys in (
+        ("total", ("forward_total", "backward_total", "forward_total_cpu", "backward_total_cpu")),
+        ("optimizer step", ("optimizer",)),
+        ("data wait", ("data",)),
+        ("iteration", ("iteration", None, "iteration_cpu")),
+    ):
+        cells = ""
+        for mode in modes:
+            for index in range(4):
+                key = keys[index] if index < len(keys) else None
+                cells += f"{_ms(runs[mode][key]):>14}" if key else f"{'':>14}"
+        lines.append(f"{label:<16}{cells}")
+    for mode in modes:
+        run = runs[mode]
+        lines.append(
+            f"{mode}: data wait {run['data_fraction']:.1%} of the iteration; {run['rays']} rays x "
+            f"{config['samples_per_ray']} samples, {run['ray_samples_per_second']:.3g} ray "
+            "samples/s (render forward + backward, wall)"
+        )
+    memory = result["memory"]
+    if memory.get("cuda_max_allocated_mb") is not None:
+        lines.append(f"CUDA max allocated {memory['cuda_max_allocated_mb']:.0f} MB")
+    if memory.get("peak_rss_mb") is not None:
+        lines.append(
+            f"peak RSS (main process, timed steps) {memory['peak_rss_mb']:.0f} MB, "
+            f"max RSS (whole run) {memory['max_rss_mb']:.0f} MB"
+        )
+    if "curvature_overhead" in result:
+        overhead = result["curvature_overhead"]
+        lines.append(
+            f"curvature sampling vs uniform: {overhead['wall']:+.1%} iteration wall time, "
+            f"{overhead['cpu']:+.1%} CPU time; ray sampling takes "
+            f"{overhead['ray_sampling_fraction']:.1%} of the iteration's CPU time"
+        )
+    if "data_loader" in result:
+        loader = result["data_loader"]
+        lines.append(
+            f"data loader alone: {loader['samples_per_second']:.2f} samples/s with "
+            f"{loader['num_workers']} workers ({loader['num_samples']} samples)"
+        )
+    return "\n".join(lines)
+
+
+def format_ray_scaling_table(result: Dict[str, object]) -> str:
+    """A text table of `benchmark_ray_scaling`'s result."""
+    lines = [
+        f"render head alone, field volume {tuple(result['volume_shape'])} (C, Z, Y, X), "
+        f"device {result['device']}, {result['threads']} torch threads, "
+        f"{result['num_candidates']} candidate LiDAR points",
+        f"{'rays':>12}{'samples/ray':>12}{'fwd+bwd ms':>12}{'CPU ms':>12}{'peak MB':>10}"
+        f"{'ray samples/s':>15}",
+    ]
+    for row in result["rows"]:
+        label = row["label"] if row["label"] != "all points" else f"all {row['rays']}"
+        lines.append(
+            f"{label:>12}{row['samples_per_ray']:>12d}{_ms(row['seconds']):>12}"
+            f"{_ms(row['cpu_seconds']):>12}{row['peak_memory_mb']:>10.0f}"
+            f"{row['ray_samples_per_second']:>15.3g}"
+        )
+    if "all_points_vs_budget" in result:
+        ratio = result["all_points_vs_budget"]
+        lines.append(
+            f"every point vs {result['budget']} sampled rays: {ratio['time']:.2f}x time "
+            f"({ratio['cpu_time']:.2f}x CPU), {ratio['memory']:.2f}x peak memory"
+        )
+    return "\n".join(lines)
