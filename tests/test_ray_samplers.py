@@ -173,6 +173,35 @@ def test_field_curvature_of_a_sphere_and_a_plane():
     )
 
 
+def test_field_curvature_equals_the_jacobian_of_the_unit_normal():
+    """On a field with unequal principal curvatures, the two tangent Hessian-vector products
+    give the norm and the trace of J = d(n / |n|)/dp computed in full."""
+
+    def field(p, b):
+        return 0.3 * p[:, 0] ** 2 + torch.sin(p[:, 1]) * p[:, 2] + 0.5 * p[:, 2] ** 3 + p[:, 0]
+
+    points = torch.randn(30, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    batch_index = torch.zeros(30, dtype=torch.long)
+
+    def unit_normal(p):
+        (normal,) = torch.autograd.grad(field(p, None).sum(), p, create_graph=True)
+        return normal / normal.norm(dim=-1, keepdim=True)
+
+    jacobians = torch.stack(
+        [
+            torch.autograd.functional.jacobian(lambda q: unit_normal(q[None])[0], point)
+            for point in points
+        ]
+    )
+    torch.testing.assert_close(
+        field_curvature(field, points, batch_index, "norm"), jacobians.flatten(1).norm(dim=1)
+    )
+    torch.testing.assert_close(
+        field_curvature(field, points, batch_index, "mean"),
+        jacobians.diagonal(dim1=1, dim2=2).mean(dim=1).abs(),
+    )
+
+
 def test_curvature_weights_are_detached_and_leave_the_field_untouched():
     torch.manual_seed(0)
     grid = VolumeGrid((-16.0, -16.0, -4.0, 16.0, 16.0, 4.0), (2.0, 2.0, 2.0), (2, 2, 2))

@@ -5,6 +5,8 @@ trilinear sampler against grid_sample.
     python tools/benchmark.py --config-file configs/synthetic/clap_cpu.yaml --iters 5 \
         --warmup 2 --json out.json DATASETS.ROOT tests/data/nuscenes_frame
     python tools/benchmark.py --config-file configs/synthetic/clap_cpu.yaml --compare-uniform ...
+    python tools/benchmark.py --config-file configs/synthetic/clap_cpu.yaml --baseline \
+        --compare-uniform DATASETS.ROOT tests/data/nuscenes_frame
     python tools/benchmark.py --config-file configs/synthetic/clap_cpu.yaml --trilinear
     python tools/benchmark.py --config-file configs/nuscenes/clap.yaml --ray-scaling \
         MODEL.DEVICE cpu DATASETS.ROOT tests/data/nuscenes_frame DATASETS.VERSION v1.0-mini \
@@ -18,6 +20,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 
 import torch
@@ -36,6 +39,9 @@ from clap.benchmark import (  # noqa: E402
 from clap.config import get_cfg  # noqa: E402
 from clap.utils.cpu_runtime import configure_cpu_runtime  # noqa: E402
 from clap.utils.env import seed_all_rng  # noqa: E402
+
+# The reference settings of --baseline: float32 encoders (MODEL.CPU_AUTOCAST_DTYPE off).
+BASELINE_OPTS = "MODEL.CPU_AUTOCAST_DTYPE ''"
 
 
 def parse_args(argv=None):
@@ -58,6 +64,18 @@ def parse_args(argv=None):
         action="store_true",
         help="alternate curvature and uniform sampling step by step (use_uniform switch) and "
         "report the cost of curvature sampling",
+    )
+    parser.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also build the model with --baseline-opts on top of the config and alternate its "
+        "steps with the config's (same process, same seed): the speed-up of the new settings",
+    )
+    parser.add_argument(
+        "--baseline-opts",
+        default=BASELINE_OPTS,
+        metavar="'KEY VALUE ...'",
+        help=f"overrides of the baseline (default: {BASELINE_OPTS!r}, the float32 encoders)",
     )
     parser.add_argument(
         "--data-samples",
@@ -96,10 +114,10 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def setup(args):
+def setup(args, extra_opts=()):
     cfg = get_cfg()
     cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts or [])
+    cfg.merge_from_list(list(args.opts or []) + list(extra_opts))
     cfg.freeze()
     return cfg
 
@@ -140,9 +158,12 @@ def main(argv=None) -> dict:
             num_warmup=args.warmup,
             compare_uniform=args.compare_uniform,
             data_loader_samples=args.data_samples,
+            baseline_cfg=setup(args, shlex.split(args.baseline_opts)) if args.baseline else None,
         )
         print(format_training_table(result))
     result["command"] = {"config_file": args.config_file, "opts": list(args.opts or [])}
+    if args.baseline:
+        result["command"]["baseline_opts"] = shlex.split(args.baseline_opts)
     if args.json:
         directory = os.path.dirname(os.path.abspath(args.json))
         os.makedirs(directory, exist_ok=True)

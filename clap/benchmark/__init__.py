@@ -7,7 +7,7 @@ trilinear.py (the trilinear sampler against grid_sample), report.py (text tables
 """
 
 from .memory import PeakMemory
-from .profiler import CLAP_COMPONENTS, ComponentProfiler, clap_components
+from .profiler import CLAP_COMPONENTS, DETECTION_COMPONENTS, ComponentProfiler, clap_components
 from .ray_scaling import benchmark_ray_scaling
 from .report import format_ray_scaling_table, format_training_table, format_trilinear_table
 from .training import benchmark_training
@@ -15,6 +15,7 @@ from .trilinear import benchmark_trilinear
 
 __all__ = [
     "CLAP_COMPONENTS",
+    "DETECTION_COMPONENTS",
     "ComponentProfiler",
     "PeakMemory",
     "clap_components",

@@ -25,7 +25,12 @@ from torch import nn
 
 from .timing import synchronize
 
-__all__ = ["CLAP_COMPONENTS", "ComponentProfiler", "clap_components"]
+__all__ = [
+    "CLAP_COMPONENTS",
+    "DETECTION_COMPONENTS",
+    "ComponentProfiler",
+    "clap_components",
+]
 
 # Component names of a CLAP model, in forward order.
 CLAP_COMPONENTS = (
@@ -37,6 +42,8 @@ CLAP_COMPONENTS = (
     "render",
     "prototypes",
 )
+# Components of a detector on top of the same encoders, after "fusion".
+DETECTION_COMPONENTS = ("bev_backbone", "det_head")
 
 
 def _tensors(value) -> List[torch.Tensor]:
@@ -258,12 +265,13 @@ class ComponentProfiler:
 
 
 def clap_components(model: nn.Module):
-    """(components, parameter owners) of `ComponentProfiler` for a CLAP-style model.
+    """(components, parameter owners) of `ComponentProfiler` for a CLAP-style model or a
+    detector on its encoders.
 
-    Components present on the model (absent modalities are left out): lidar_encoder
+    Components present on the model (absent ones are left out): lidar_encoder
     (`lidar_backbone`), camera_encoder (`image_backbone`), lift (`view_transform`), fusion,
     ray_sampling (`ray_sampler.sample`), render (`render_head.prepare_volume` and
-    `render_head.render`), prototypes (`prototype_head`).
+    `render_head.render`), prototypes (`prototype_head`), bev_backbone, det_head.
     """
     modules = {
         "lidar_encoder": "lidar_backbone",
@@ -271,10 +279,12 @@ def clap_components(model: nn.Module):
         "lift": "view_transform",
         "fusion": "fusion",
         "prototypes": "prototype_head",
+        "bev_backbone": "bev_backbone",
+        "det_head": "det_head",
     }
     components: Dict[str, List[Tuple[object, str]]] = {}
     owners: Dict[str, nn.Module] = {}
-    for name in CLAP_COMPONENTS:
+    for name in CLAP_COMPONENTS + DETECTION_COMPONENTS:
         if name in modules:
             module = getattr(model, modules[name], None)
             if module is not None:

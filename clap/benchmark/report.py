@@ -28,7 +28,8 @@ def format_trilinear_table(result: Dict[str, object]) -> str:
 
 def format_training_table(result: Dict[str, object]) -> str:
     """A text table of `benchmark_training`'s result (milliseconds, medians; wall time and CPU
-    time of the main thread)."""
+    time of the main thread). With one or two runs, forward and backward apart; with more,
+    forward + backward per run."""
     runs = result["runs"]
     modes = list(runs)
     config = result["config"]
@@ -38,32 +39,51 @@ def format_training_table(result: Dict[str, object]) -> str:
         f"median of {config['num_iterations']} steps after {config['num_warmup']} warm-up; "
         "milliseconds, wall / CPU"
     ]
-    columns = ("forward", "backward", "forward_cpu", "backward_cpu")
+    if len(modes) <= 2:
+        labels = ("fwd", "bwd", "fwd CPU", "bwd CPU")
+        columns = (("forward",), ("backward",), ("forward_cpu",), ("backward_cpu",))
+        totals = (
+            ("total", ("forward_total", "backward_total", "forward_total_cpu",
+                       "backward_total_cpu")),
+            ("optimizer step", ("optimizer",)),
+            ("data wait", ("data",)),
+            ("iteration", ("iteration", None, "iteration_cpu")),
+        )
+    else:
+        labels = ("f+b", "f+b CPU")
+        columns = (("forward", "backward"), ("forward_cpu", "backward_cpu"))
+        totals = (
+            ("total", (("forward_total", "backward_total"),
+                       ("forward_total_cpu", "backward_total_cpu"))),
+            ("optimizer step", ("optimizer",)),
+            ("data wait", ("data",)),
+            ("iteration", ("iteration", "iteration_cpu")),
+        )
+    width = 14 if len(labels) == 4 else max(10, max(len(mode) for mode in modes) // 2 + 2)
+    if len(modes) > 1:
+        lines.append(f"{'':<16}" + "".join(f"{mode:>{width * len(labels)}}" for mode in modes))
     header = f"{'component':<16}" + "".join(
-        f"{(mode + ' ' if len(modes) > 1 else '') + label:>14}"
-        for mode in modes
-        for label in ("fwd", "bwd", "fwd CPU", "bwd CPU")
+        f"{label:>{width}}" for _ in modes for label in labels
     )
     lines += [header, "-" * len(header)]
     for name in runs[modes[0]]["components"]["forward"]:
         cells = "".join(
-            f"{_ms(runs[mode]['components'][column].get(name, 0.0)):>14}"
+            f"{_ms(sum(runs[mode]['components'][p].get(name, 0.0) for p in phases)):>{width}}"
             for mode in modes
-            for column in columns
+            for phases in columns
         )
         lines.append(f"{name:<16}{cells}")
     lines.append("-" * len(header))
-    for label, keys in (
-        ("total", ("forward_total", "backward_total", "forward_total_cpu", "backward_total_cpu")),
-        ("optimizer step", ("optimizer",)),
-        ("data wait", ("data",)),
-        ("iteration", ("iteration", None, "iteration_cpu")),
-    ):
+    for label, keys in totals:
         cells = ""
         for mode in modes:
-            for index in range(4):
+            for index in range(len(labels)):
                 key = keys[index] if index < len(keys) else None
-                cells += f"{_ms(runs[mode][key]):>14}" if key else f"{'':>14}"
+                if key is None:
+                    cells += f"{'':>{width}}"
+                    continue
+                keys_summed = (key,) if isinstance(key, str) else key
+                cells += f"{_ms(sum(runs[mode][k] for k in keys_summed)):>{width}}"
         lines.append(f"{label:<16}{cells}")
     for mode in modes:
         run = runs[mode]
@@ -80,13 +100,27 @@ def format_training_table(result: Dict[str, object]) -> str:
             f"peak RSS (main process, timed steps) {memory['peak_rss_mb']:.0f} MB, "
             f"max RSS (whole run) {memory['max_rss_mb']:.0f} MB"
         )
-    if "curvature_overhead" in result:
-        overhead = result["curvature_overhead"]
+    for key, label in (("curvature_overhead", "main"), ("baseline_curvature_overhead",
+                                                         "baseline")):
+        if key in result:
+            overhead = result[key]
+            lines.append(
+                f"{label}: curvature sampling vs uniform: {overhead['wall']:+.1%} iteration "
+                f"wall time, {overhead['cpu']:+.1%} CPU time; ray sampling takes "
+                f"{overhead['ray_sampling_fraction']:.1%} of the iteration's CPU time"
+            )
+    if "speedup" in result:
+        speedup = result["speedup"]
         lines.append(
-            f"curvature sampling vs uniform: {overhead['wall']:+.1%} iteration wall time, "
-            f"{overhead['cpu']:+.1%} CPU time; ray sampling takes "
-            f"{overhead['ray_sampling_fraction']:.1%} of the iteration's CPU time"
+            f"baseline / main iteration: {speedup['wall']:.2f}x wall, {speedup['cpu']:.2f}x CPU"
         )
+        for mode in ("main", "baseline"):
+            run = runs[mode]
+            lines.append(
+                f"{mode}: {config['max_iter']} iterations (SOLVER.MAX_ITER) at these medians: "
+                f"{config['max_iter'] * run['iteration'] / 60:.1f} min wall, "
+                f"{config['max_iter'] * run['iteration_cpu'] / 60:.1f} min CPU"
+            )
     if "data_loader" in result:
         loader = result["data_loader"]
         lines.append(

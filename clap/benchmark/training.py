@@ -111,12 +111,50 @@ def _summarise(steps: List[Dict[str, object]]) -> Dict[str, object]:
     return summary
 
 
+class _Variant:
+    """A model built from one config, with its optimizer, loader and profiled step."""
+
+    def __init__(self, cfg, seed: int):
+        from clap.data.build import build_train_loader
+        from clap.modeling import build_model
+        from clap.solver import build_optimizer
+        from clap.utils.env import seed_all_rng
+
+        seed_all_rng(seed)  # the same weights and the same samples for every variant
+        self.cfg = cfg
+        self.model = build_model(cfg)
+        self.model.train()
+        self.optimizer = build_optimizer(cfg, self.model)
+        self.loader = build_train_loader(cfg)
+        components, owners = clap_components(self.model)
+        self.profiler = ComponentProfiler(components, owners, torch.device(cfg.MODEL.DEVICE))
+        self.sampler = getattr(self.model, "ray_sampler", None)
+        head = getattr(self.model, "render_head", None)
+        self.samples_per_ray = 0
+        if head is not None:
+            self.samples_per_ray = head.num_uniform_samples + head.num_importance_samples
+
+    def step(self) -> "_TrainingStep":
+        return _TrainingStep(self.cfg, self.model, self.optimizer, self.loader, self.profiler)
+
+
+def _curvature_overhead(sampled: Dict[str, object], uniform: Dict[str, object]) -> dict:
+    """Relative cost of a curvature-sampling run over its uniform-sampling twin."""
+    return {
+        "wall": sampled["iteration"] / uniform["iteration"] - 1.0,
+        "cpu": sampled["iteration_cpu"] / uniform["iteration_cpu"] - 1.0,
+        "ray_sampling_fraction": sampled["components"]["forward_cpu"].get("ray_sampling", 0.0)
+        / sampled["iteration_cpu"],
+    }
+
+
 def benchmark_training(
     cfg,
     num_iterations: int = 5,
     num_warmup: int = 2,
     compare_uniform: bool = False,
     data_loader_samples: int = 0,
+    baseline_cfg=None,
 ) -> Dict[str, object]:
     """Time training steps of `cfg`'s model on `cfg.DATASETS.TRAIN`.
 
@@ -132,73 +170,80 @@ def benchmark_training(
         data_loader_samples: > 0 also measures the loader alone
             (`clap.data.benchmark.benchmark_data_loading` with the training mapper) on this
             many samples.
+        baseline_cfg: a second config (e.g. `cfg` with float32 encoders) whose model, built
+            with the same seed, runs step by step alternately with `cfg`'s in this process
+            (run "baseline", and "baseline uniform" with `compare_uniform`), so that the two are
+            compared under the same machine load.
 
     Returns:
-        dict: `config` facts, `runs` {"main": summary[, "uniform": summary]} with per-run
-        medians (seconds): `data`, `forward_total`, `backward_total`, `optimizer`, `iteration`
-        (wall), `iteration_cpu` (process CPU time of the main process), `components`
-        {"forward": {name: s}, "backward": {name: s}} (including "other"), `rays` (rendered per
-        step), `ray_samples_per_second` (rays x samples per ray / render forward + backward),
+        dict: `config` facts, `runs` {"main": summary[, "uniform": summary][, "baseline":
+        summary, "baseline uniform": summary]} with per-run medians (seconds): `data`,
+        `forward_total`, `backward_total`, `optimizer`, `iteration` (wall), `iteration_cpu`
+        (process CPU time of the main process), `components` {"forward": {name: s},
+        "backward": {name: s}} (including "other"), `rays` (rendered per step),
+        `ray_samples_per_second` (rays x samples per ray / render forward + backward),
         `data_fraction`; `memory` (`peak_rss_mb`: largest resident set of the main process
         during the timed steps, `max_rss_mb`: over its whole life, `cuda_max_allocated_mb` on
-        CUDA); `curvature_overhead` (compare_uniform); `data_loader` (data_loader_samples).
+        CUDA; with a baseline, of both models together); `curvature_overhead` (compare_uniform;
+        `baseline_curvature_overhead` too with a baseline); `speedup` (baseline_cfg: the
+        baseline's median iteration over the main one's, {"wall", "cpu"}); `data_loader`
+        (data_loader_samples).
     """
-    from clap.data.build import build_train_loader
-    from clap.modeling import build_model
-    from clap.solver import build_optimizer
-
     if num_iterations < 1:
         raise ValueError(f"num_iterations must be >= 1, got {num_iterations}")
     device = torch.device(cfg.MODEL.DEVICE)
-    model = build_model(cfg)
-    model.train()
-    optimizer = build_optimizer(cfg, model)
-    loader = build_train_loader(cfg)
-    components, owners = clap_components(model)
-    sampler = getattr(model, "ray_sampler", None)
-    if compare_uniform and not hasattr(sampler, "use_uniform"):
-        raise ValueError(
-            f"compare_uniform needs a ray sampler with a `use_uniform` switch; "
-            f"MODEL.RAY_SAMPLER.NAME is {cfg.MODEL.RAY_SAMPLER.NAME!r}"
-        )
-    modes = ["main", "uniform"] if compare_uniform else ["main"]
-    steps: Dict[str, List[Dict[str, object]]] = {mode: [] for mode in modes}
-    head = getattr(model, "render_head", None)
-    samples_per_ray = 0
-    if head is not None:
-        samples_per_ray = head.num_uniform_samples + head.num_importance_samples
-
-    with ComponentProfiler(components, owners, device) as profiler:
-        step = _TrainingStep(cfg, model, optimizer, loader, profiler)
+    seed = cfg.SEED if cfg.SEED >= 0 else 0
+    variants = {"main": _Variant(cfg, seed)}
+    if baseline_cfg is not None:
+        variants["baseline"] = _Variant(baseline_cfg, seed)
+    modes = []  # (run name, variant name, uniform sampling)
+    for name, variant in variants.items():
+        if compare_uniform and not hasattr(variant.sampler, "use_uniform"):
+            raise ValueError(
+                f"compare_uniform needs a ray sampler with a `use_uniform` switch; "
+                f"MODEL.RAY_SAMPLER.NAME is {variant.cfg.MODEL.RAY_SAMPLER.NAME!r}"
+            )
+        modes.append((name, name, False))
         if compare_uniform:
-            sampler.use_uniform = False
+            modes.append(("uniform" if name == "main" else f"{name} uniform", name, True))
+    steps: Dict[str, List[Dict[str, object]]] = {run: [] for run, _, _ in modes}
+
+    for variant in variants.values():
+        variant.profiler.__enter__()
+    try:
+        step_of = {name: variant.step() for name, variant in variants.items()}
         memory = PeakMemory(device, release_free_memory=False)
         for index in range((num_warmup + num_iterations) * len(modes)):
-            mode = modes[index % len(modes)]
+            run, name, uniform = modes[index % len(modes)]
             if compare_uniform:
-                sampler.use_uniform = mode == "uniform"
+                variants[name].sampler.use_uniform = uniform
             timed = index >= num_warmup * len(modes)
             if index == num_warmup * len(modes):
                 memory.__enter__()
-            result = step()
+            result = step_of[name]()
             if timed:
-                steps[mode].append(result)
+                steps[run].append(result)
             logger.info(
-                f"benchmark step {index}: {mode}, {result['iteration']:.3f} s"
+                f"benchmark step {index}: {run}, {result['iteration']:.3f} s"
                 + ("" if timed else " (warm-up)")
             )
         memory.__exit__(None, None, None)
+    finally:
+        for variant in variants.values():
+            variant.profiler.__exit__(None, None, None)
 
     runs = {}
-    for mode in modes:
-        summary = _summarise(steps[mode])
+    for run, name, _ in modes:
+        summary = _summarise(steps[run])
         render = summary["components"]["forward"].get("render", 0.0) + summary["components"][
             "backward"
         ].get("render", 0.0)
         summary["ray_samples_per_second"] = (
-            summary["rays"] * samples_per_ray / render if render > 0 else float("nan")
+            summary["rays"] * variants[name].samples_per_ray / render
+            if render > 0
+            else float("nan")
         )
-        runs[mode] = summary
+        runs[run] = summary
     result: Dict[str, object] = {
         "config": {
             "device": str(device),
@@ -208,7 +253,8 @@ def benchmark_training(
             "num_iterations": num_iterations,
             "num_warmup": num_warmup,
             "ray_sampler": cfg.MODEL.RAY_SAMPLER.NAME,
-            "samples_per_ray": samples_per_ray,
+            "samples_per_ray": variants["main"].samples_per_ray,
+            "max_iter": cfg.SOLVER.MAX_ITER,
         },
         "runs": runs,
         "memory": {
@@ -220,15 +266,16 @@ def benchmark_training(
         },
     }
     if compare_uniform:
-        main, uniform = runs["main"]["iteration"], runs["uniform"]["iteration"]
-        main_cpu, uniform_cpu = runs["main"]["iteration_cpu"], runs["uniform"]["iteration_cpu"]
-        result["curvature_overhead"] = {
-            "wall": main / uniform - 1.0,
-            "cpu": main_cpu / uniform_cpu - 1.0,
-            "ray_sampling_fraction": runs["main"]["components"]["forward_cpu"].get(
-                "ray_sampling", 0.0
-            ) / main_cpu,
+        result["curvature_overhead"] = _curvature_overhead(runs["main"], runs["uniform"])
+    if baseline_cfg is not None:
+        result["speedup"] = {
+            "wall": runs["baseline"]["iteration"] / runs["main"]["iteration"],
+            "cpu": runs["baseline"]["iteration_cpu"] / runs["main"]["iteration_cpu"],
         }
+        if compare_uniform:
+            result["baseline_curvature_overhead"] = _curvature_overhead(
+                runs["baseline"], runs["baseline uniform"]
+            )
     if data_loader_samples > 0:
         result["data_loader"] = _data_loader_throughput(cfg, data_loader_samples)
     return result

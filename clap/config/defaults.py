@@ -24,6 +24,11 @@ _C.MODEL.WEIGHTS = ""
 # hashing, any device). Both share one weight layout (K, C_in, C_out), so checkpoints move between
 # them; see docs/encoders.md.
 _C.MODEL.SPARSE_BACKEND = "auto"
+# Lower precision inside the convolutional encoders on the CPU (clap/layers/autocast.py): ""
+# (float32) or "bfloat16" (the image backbone's ResNet and the BEV backbone compute under
+# torch.autocast, channels-last, and return float32). The field, its derivatives, the NeuS
+# weights and the losses stay float32. Fast on CPUs with AVX-512 BF16 / AMX (docs/performance.md).
+_C.MODEL.CPU_AUTOCAST_DTYPE = ""
 # Which encoders run: any of "lidar", "camera".
 _C.MODEL.MODALITIES = ["lidar", "camera"]
 # Image normalisation, RGB order, applied to 0-255 pixel values.

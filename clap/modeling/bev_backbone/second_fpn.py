@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from clap.config import configurable
-from clap.layers import ShapeSpec
+from clap.layers import ShapeSpec, cpu_autocast, parse_cpu_autocast_dtype, to_float32
 
 from .build import BEV_BACKBONE_REGISTRY
 
@@ -40,6 +40,7 @@ class SecondFPN(nn.Module):
         num_filters: Sequence[int],
         upsample_strides: Sequence[int],
         num_upsample_filters: Sequence[int],
+        cpu_autocast_dtype: str = "",
     ):
         """
         Args:
@@ -50,6 +51,8 @@ class SecondFPN(nn.Module):
             num_filters: channels of each stage.
             upsample_strides: up-sampling factor of each stage's output.
             num_upsample_filters: channels of each up-sampled map.
+            cpu_autocast_dtype: "bfloat16" computes CPU inputs under autocast, channels-last
+                (output float32; clap/layers/autocast.py), "" in float32.
         """
         super().__init__()
         lengths = {len(layer_nums), len(layer_strides), len(num_filters), len(upsample_strides),
@@ -73,6 +76,7 @@ class SecondFPN(nn.Module):
         self.output_stride = output_strides.pop()
         self.input_size = tuple(input_size)
         self.out_channels = int(sum(num_upsample_filters))
+        self.cpu_autocast_dtype = parse_cpu_autocast_dtype(cpu_autocast_dtype)
 
         self.stages = nn.ModuleList()
         self.upsamples = nn.ModuleList()
@@ -102,16 +106,21 @@ class SecondFPN(nn.Module):
             "num_filters": tuple(bev.NUM_FILTERS),
             "upsample_strides": tuple(bev.UPSAMPLE_STRIDES),
             "num_upsample_filters": tuple(bev.NUM_UPSAMPLE_FILTERS),
+            "cpu_autocast_dtype": cfg.MODEL.CPU_AUTOCAST_DTYPE,
         }
 
     def forward(self, bev: torch.Tensor) -> torch.Tensor:
         """(B, C, Y, X) -> (B, out_channels, Y / s, X / s)."""
         outputs = []
-        features = bev
-        for stage, upsample in zip(self.stages, self.upsamples):
-            features = stage(features)
-            outputs.append(upsample(features))
-        return torch.cat(outputs, dim=1)
+        with cpu_autocast(self.cpu_autocast_dtype, bev) as region:
+            features = bev
+            if region is not None:
+                features = features.contiguous(memory_format=torch.channels_last)
+            for stage, upsample in zip(self.stages, self.upsamples):
+                features = stage(features)
+                outputs.append(upsample(features))
+            output = torch.cat(outputs, dim=1)
+        return output if region is None else to_float32(output)
 
     def output_shape(self) -> ShapeSpec:
         height, width = (n // self.output_stride for n in self.input_size)

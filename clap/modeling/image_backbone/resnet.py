@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from clap.config import configurable
-from clap.layers import ShapeSpec
+from clap.layers import ShapeSpec, cpu_autocast, parse_cpu_autocast_dtype, to_float32
 from clap.utils.file_io import PathManager
 
 from .build import IMAGE_BACKBONE_REGISTRY
@@ -114,7 +114,7 @@ class ResNet(nn.Module):
     def __init__(
         self, *, depth: int = 50, out_features: Sequence[str] = _STAGE_NAMES,
         norm: str = "FrozenBN", freeze_at: int = 0, mask_ratio: float = 0.0,
-        mask_patch_size: int = 32, weights: str = "",
+        mask_patch_size: int = 32, weights: str = "", cpu_autocast_dtype: str = "",
     ):
         """
         Args:
@@ -125,6 +125,8 @@ class ResNet(nn.Module):
             mask_ratio: fraction of patches zeroed in training.
             mask_patch_size: patch edge, pixels.
             weights: local torchvision-format checkpoint to load ("" for random init).
+            cpu_autocast_dtype: "bfloat16" computes CPU inputs under autocast, channels-last
+                (outputs float32; clap/layers/autocast.py), "" in float32.
         """
         super().__init__()
         if depth not in _ARCHITECTURES:
@@ -137,6 +139,7 @@ class ResNet(nn.Module):
         self.out_features = list(out_features)
         self.mask_ratio = float(mask_ratio)
         self.mask_patch_size = int(mask_patch_size)
+        self.cpu_autocast_dtype = parse_cpu_autocast_dtype(cpu_autocast_dtype)
         block_type, blocks_per_stage = _ARCHITECTURES[depth]
         block = BasicBlock if block_type == "basic" else Bottleneck
 
@@ -170,6 +173,7 @@ class ResNet(nn.Module):
             "mask_ratio": c.MASK_RATIO,
             "mask_patch_size": c.MASK_PATCH_SIZE,
             "weights": c.WEIGHTS,
+            "cpu_autocast_dtype": cfg.MODEL.CPU_AUTOCAST_DTYPE,
         }
 
     def _stage_modules(self) -> List[List[nn.Module]]:
@@ -207,13 +211,18 @@ class ResNet(nn.Module):
         if self.training and self.mask_ratio > 0:
             images, patch_mask = mask_image_patches(images, self.mask_patch_size, self.mask_ratio)
         outputs = {}
-        x = self.maxpool(self.relu(self.bn1(self.conv1(images))))
-        if "stem" in self.out_features:
-            outputs["stem"] = x
-        for index, name in enumerate(_STAGE_NAMES):
-            x = getattr(self, f"layer{index + 1}")(x)
-            if name in self.out_features:
-                outputs[name] = x
+        with cpu_autocast(self.cpu_autocast_dtype, images) as region:
+            if region is not None:
+                images = images.contiguous(memory_format=torch.channels_last)
+            x = self.maxpool(self.relu(self.bn1(self.conv1(images))))
+            if "stem" in self.out_features:
+                outputs["stem"] = x
+            for index, name in enumerate(_STAGE_NAMES):
+                x = getattr(self, f"layer{index + 1}")(x)
+                if name in self.out_features:
+                    outputs[name] = x
+        if region is not None:
+            outputs = {name: to_float32(x) for name, x in outputs.items()}
         return (outputs, patch_mask) if return_mask else outputs
 
     def load_torchvision_checkpoint(self, path_or_state_dict) -> Dict[str, List[str]]:

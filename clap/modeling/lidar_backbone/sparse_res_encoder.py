@@ -7,7 +7,14 @@ import torch
 from torch import nn
 
 from clap.config import configurable
-from clap.layers import Conv3d, ShapeSpec, VolumeGrid
+from clap.layers import (
+    Conv3d,
+    ShapeSpec,
+    VolumeGrid,
+    cpu_autocast,
+    parse_cpu_autocast_dtype,
+    to_float32,
+)
 from clap.layers.sparse import (
     SparseBatchNorm,
     SparseConv3d,
@@ -80,7 +87,7 @@ class SparseResEncoder(nn.Module):
         self, *, grid: VolumeGrid, in_channels: int, stem_channels: int,
         stage_channels: Sequence[int], num_blocks: Sequence[int], out_channels: int,
         dense_kernel_size: int = 3, backend: str = "torch", mask_ratio: float = 0.0,
-        mask_block_size: int = 8,
+        mask_block_size: int = 8, cpu_autocast_dtype: str = "",
     ):
         """
         Args:
@@ -94,6 +101,9 @@ class SparseResEncoder(nn.Module):
             backend: "torch" or "torchsparse" ("auto" resolves for a CPU model).
             mask_ratio: fraction of occupied blocks dropped in training (0 disables masking).
             mask_block_size: block edge in input voxels.
+            cpu_autocast_dtype: "bfloat16" computes the dense conv of CPU volumes under
+                autocast (output float32; clap/layers/autocast.py; the sparse convs stay
+                float32, their gathers and scatters are slower in bfloat16), "" in float32.
         """
         super().__init__()
         if len(stage_channels) != len(num_blocks):
@@ -109,6 +119,7 @@ class SparseResEncoder(nn.Module):
         self.mask_ratio = float(mask_ratio)
         self.mask_block_size = int(mask_block_size)
         self.out_channels = out_channels
+        self.cpu_autocast_dtype = parse_cpu_autocast_dtype(cpu_autocast_dtype)
 
         self.stem = nn.Sequential(
             SubMConv3d(in_channels, stem_channels, 3),
@@ -153,6 +164,7 @@ class SparseResEncoder(nn.Module):
             "backend": resolve_sparse_backend(cfg.MODEL.SPARSE_BACKEND, cfg.MODEL.DEVICE),
             "mask_ratio": c.MASK_RATIO,
             "mask_block_size": c.MASK_BLOCK_SIZE,
+            "cpu_autocast_dtype": cfg.MODEL.CPU_AUTOCAST_DTYPE,
         }
 
     def output_shape(self) -> ShapeSpec:
@@ -207,7 +219,10 @@ class SparseResEncoder(nn.Module):
             for stage in self.stages:
                 x = stage(x)
             dense = x.to_dense(volume_shape)
-        volume = self.dense_head(dense)
+        with cpu_autocast(self.cpu_autocast_dtype, dense) as region:
+            volume = self.dense_head(dense)
+        if region is not None:
+            volume = to_float32(volume)
         has_voxels = torch.zeros(batch_size, dtype=volume.dtype, device=volume.device)
         has_voxels[voxel_coords[:, 0].long()] = 1.0
         volume = volume * has_voxels.view(-1, 1, 1, 1, 1)

@@ -23,6 +23,18 @@ __all__ = ["field_curvature", "WeightedRaySampler", "Curvature"]
 _REDUCTIONS = ("norm", "mean")
 
 
+def _tangent_basis(unit_normal: torch.Tensor):
+    """Two unit vectors (N, 3) that complete the unit normals (N, 3) to an orthonormal basis."""
+    axis = torch.zeros_like(unit_normal)
+    # the coordinate axis least parallel to the normal: x, unless the normal is mostly along x
+    along_x = unit_normal[:, 0].abs() > 0.9
+    axis[:, 0] = (~along_x).to(axis.dtype)
+    axis[:, 1] = along_x.to(axis.dtype)
+    first = torch.linalg.cross(axis, unit_normal, dim=-1)
+    first = first / first.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return first, torch.linalg.cross(unit_normal, first, dim=-1)
+
+
 def field_curvature(
     field: Callable,
     points: torch.Tensor,
@@ -41,6 +53,12 @@ def field_curvature(
 
     Both are invariant to rotations of the frame. Only the points are differentiated: no
     gradient reaches the field's parameters or its volume.
+
+    Computation: J = P H / |n| with the Hessian H = dn/dp and the projection P = I - n~ n~^T on
+    the tangent plane. For an orthonormal basis (t1, t2) of that plane, |J|^2 = (|H t1|^2 +
+    |H t2|^2) / |n|^2 and trace J = (t1 . H t1 + t2 . H t2) / |n| (H and P are symmetric, and
+    P n~ = 0), so two Hessian-vector products (a double backward each, along the tangents held
+    constant) give both reductions; differentiating the three components of n~ would take three.
 
     Args:
         field: callable (points (M, 3) meters, batch_index (M,)) -> SDF (M,), twice
@@ -65,21 +83,23 @@ def field_curvature(
             chunk = points[start : start + chunk_size].detach().requires_grad_(True)
             sdf = field(chunk, batch_index[start : start + chunk_size])
             (normal,) = torch.autograd.grad(sdf.sum(), chunk, create_graph=True)
-            unit_normal = normal / normal.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-            rows = [torch.zeros_like(chunk)] * 3
-            if unit_normal.requires_grad:  # else the normal is constant: no curvature
-                rows = [
+            length = normal.detach().norm(dim=-1)
+            tangents = _tangent_basis(normal.detach() / length[:, None].clamp_min(1e-12))
+            products = [torch.zeros_like(chunk)] * 2
+            if normal.requires_grad:  # else the normal is constant: no curvature
+                products = [
                     torch.autograd.grad(
-                        unit_normal[:, k].sum(), chunk, retain_graph=k < 2, allow_unused=True
+                        (normal * t).sum(), chunk, retain_graph=k == 0, allow_unused=True
                     )[0]
-                    for k in range(3)
+                    for k, t in enumerate(tangents)
                 ]
-                rows = [torch.zeros_like(chunk) if r is None else r for r in rows]
-        jacobian = torch.stack(rows, dim=1).detach()
+                products = [torch.zeros_like(chunk) if h is None else h for h in products]
+        products = [h.detach() for h in products]
         if reduction == "norm":
-            weight = jacobian.flatten(1).norm(dim=1)
+            weight = (products[0].square().sum(-1) + products[1].square().sum(-1)).sqrt()
         else:
-            weight = jacobian.diagonal(dim1=1, dim2=2).mean(dim=1).abs()
+            weight = sum((t * h).sum(-1) for t, h in zip(tangents, products)).abs() / 3.0
+        weight = weight / length
         weights.append(torch.nan_to_num(weight, nan=0.0, posinf=0.0))
     if not weights:
         return points.new_zeros(0)
