@@ -82,3 +82,26 @@ def test_two_iterations_of_the_tiny_clap_on_the_real_frame(tmp_path):
     assert 0 < result["memory"]["peak_rss_mb"] <= result["memory"]["max_rss_mb"] + 1
     table = format_training_table(result)
     assert all(name in table for name in CLAP_COMPONENTS)
+
+
+def test_baseline_and_uniform_runs_alternate_in_one_process(tmp_path):
+    cfg = get_cfg()
+    cfg.merge_from_file(str(TINY))
+    cfg.merge_from_list(
+        ["DATASETS.ROOT", str(FRAME_ROOT), "DATASETS.CACHE_DIR", str(tmp_path / "cache"),
+         "DATALOADER.NUM_WORKERS", 0, "MODEL.CPU_AUTOCAST_DTYPE", "bfloat16"]
+    )
+    baseline = cfg.clone()
+    baseline.MODEL.CPU_AUTOCAST_DTYPE = ""
+    result = benchmark_training(
+        cfg, num_iterations=1, num_warmup=0, compare_uniform=True, baseline_cfg=baseline
+    )
+    assert list(result["runs"]) == ["main", "uniform", "baseline", "baseline uniform"]
+    for key in ("curvature_overhead", "baseline_curvature_overhead"):
+        assert math.isfinite(result[key]["cpu"]), key
+    assert result["speedup"]["cpu"] > 0
+    runs = result["runs"]
+    assert runs["uniform"]["components"]["forward"]["ray_sampling"] < runs["main"][
+        "components"]["forward"]["ray_sampling"]
+    table = format_training_table(result)
+    assert "baseline uniform" in table and "baseline / main iteration" in table

@@ -87,11 +87,14 @@ def format_training_table(result: Dict[str, object]) -> str:
         lines.append(f"{label:<16}{cells}")
     for mode in modes:
         run = runs[mode]
-        lines.append(
-            f"{mode}: data wait {run['data_fraction']:.1%} of the iteration; {run['rays']} rays x "
-            f"{config['samples_per_ray']} samples, {run['ray_samples_per_second']:.3g} ray "
-            "samples/s (render forward + backward, wall)"
-        )
+        rendering = ""
+        if run["rays"] > 0:
+            rendering = (
+                f"; {run['rays']} rays x {config['samples_per_ray']} samples, "
+                f"{run['ray_samples_per_second']:.3g} ray samples/s (render forward + backward, "
+                "wall)"
+            )
+        lines.append(f"{mode}: data wait {run['data_fraction']:.1%} of the iteration{rendering}")
     memory = result["memory"]
     if memory.get("cuda_max_allocated_mb") is not None:
         lines.append(f"CUDA max allocated {memory['cuda_max_allocated_mb']:.0f} MB")
