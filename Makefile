@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SYNTHETIC_ROOT ?= datasets/synthetic_nuscenes
 
-.PHONY: setup demo test lint data
+.PHONY: setup demo test lint data gpu-check
 
 setup: $(STAMP)
 
@@ -33,3 +33,9 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check clap tools tests projects
+
+# The GPU path in one command (tools/gpu_check.py, about 5 minutes on one GPU): run it in the
+# environment that has the CUDA build of torch and this package, not in the CPU .venv.
+GPU_CHECK_OUT ?= output/gpu_check
+gpu-check:
+	$(PYTHON) tools/gpu_check.py --out $(GPU_CHECK_OUT)

@@ -199,11 +199,10 @@ def test_sparse_batch_norm_single_cell_uses_running_stats():
     assert torch.equal(bn.running_mean, torch.zeros(2))
 
 
+@pytest.mark.cuda
 def test_torchsparse_backend_matches_pure_torch():
     if not torchsparse_available():
         pytest.skip("torchsparse is not importable (optional backend, built from source)")
-    if not torch.cuda.is_available():
-        pytest.skip("torchsparse's strided convs need CUDA")
     device = "cuda"
     x = random_sparse((10, 8, 6), batch_size=2, channels=4, occupancy=0.2, dtype=torch.float32)
     coords = x.coords.to(device)
