@@ -265,7 +265,7 @@ def step_trilinear(check: Check) -> Dict[str, object]:
     volume = torch.randn(1, 4, 5, 12, 12, generator=generator, dtype=torch.float64).to(device)
     points = (torch.rand(1, 500, 3, generator=generator, dtype=torch.float64) * 2 - 1).to(device)
 
-    def normals(sampler):
+    def normals(sampler, volume, points):
         v, p = volume.clone().requires_grad_(True), points.clone().requires_grad_(True)
         value = sampler(v, p).sum(-1)
         (normal,) = torch.autograd.grad(value.sum(), p, create_graph=True)
@@ -278,16 +278,31 @@ def step_trilinear(check: Check) -> Dict[str, object]:
         )
         return out.view(1, v.shape[1], -1).transpose(1, 2)
 
-    ours, theirs = normals(trilinear_sample), normals(grid)
+    ours, theirs = normals(trilinear_sample, volume, points), normals(grid, volume, points)
     agreement = {
         name: (a - b).abs().max().item()
         for name, a, b in zip(("value", "normal", "double_backward"), ours, theirs)
     }
-    if check.dry_run:
-        speed = benchmark_trilinear((1, 8, 5, 24, 24), 4096, 2, check.device)
-    else:
-        speed = benchmark_trilinear((1, 32, 5, 180, 180), 8192 * 96, 5, check.device)
-    return {"max_abs_difference_float64": agreement, "speed": speed}
+    shape, num_points = ((1, 8, 5, 24, 24), 4096) if check.dry_run else ((1, 32, 5, 180, 180),
+                                                                          8192 * 96)
+    speed = benchmark_trilinear(shape, num_points, 2 if check.dry_run else 5, check.device)
+    # The render head's double backward (SDF normal, then a loss on it) with either sampler.
+    volume32 = torch.randn(shape, generator=generator).to(device)
+    points32 = (torch.rand(1, num_points, 3, generator=generator) * 2 - 1).to(device)
+    double_backward = {}
+    for name, sampler in (("trilinear", trilinear_sample), ("grid_sample", grid)):
+        times = []
+        for _ in range(3 if check.dry_run else 6):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            normals(sampler, volume32, points32)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+        double_backward[name] = sorted(times[1:])[len(times[1:]) // 2]
+    return {"max_abs_difference_float64": agreement, "speed": speed,
+            "double_backward_seconds": double_backward}
 
 
 def step_ddp(check: Check) -> Dict[str, object]:
