@@ -13,17 +13,14 @@ from clap.layers import VolumeGrid
 from clap.modeling import build_image_backbone, build_view_transform
 from clap.modeling.view_transform import depth_bin_index, project_points, sample_volume_features
 from tests.test_configs_merge import ROOT, default_tree_for, discover_config_files
+from tests.test_encoders import forward_camera
 
 
 def look_along_x(fx, fy, cx, cy, x0=0.0):
     """lidar2img (4, 4) of a camera at (x0, 0, 0) looking along +x (u to -y, v to -z)."""
-    lidar2cam = torch.tensor(
-        [[0.0, -1.0, 0.0, 0.0], [0.0, 0.0, -1.0, 0.0], [1.0, 0.0, 0.0, -x0], [0.0, 0.0, 0.0, 1.0]]
-    )
-    intrinsics = torch.tensor(
-        [[fx, 0.0, cx, 0.0], [0.0, fy, cy, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
-    )
-    return intrinsics @ lidar2cam
+    to_camera_origin = torch.eye(4)
+    to_camera_origin[0, 3] = -x0
+    return forward_camera(fx, fy, cx, cy) @ to_camera_origin
 
 
 def test_depth_bin_index_half_open_bins_and_range():
@@ -149,6 +146,17 @@ def test_depth_weights_sum_to_one_along_a_ray_through_every_bin():
     expected = probs[0, :, 1:3, 1:3].mean(dim=(1, 2))
     torch.testing.assert_close(features[0, 0], expected)
     assert math.isclose(features.sum().item(), 1.0, rel_tol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [("DEPTH_BINS", -1, "DEPTH_BINS must be >= 0"), ("DEPTH_RANGE", [5.0, 5.0], "DEPTH_RANGE")],
+)
+def test_bad_depth_settings_name_the_key(key, value, message):
+    cfg = lift_cfg(depth_bins=8)
+    setattr(cfg.MODEL.VIEW_TRANSFORM, key, value)
+    with pytest.raises(ValueError, match=message):
+        build_view_transform(cfg, build_image_backbone(cfg).output_shape())
 
 
 @pytest.mark.parametrize("path", discover_config_files(), ids=lambda p: os.path.relpath(p, ROOT))
