@@ -1,5 +1,7 @@
 """LiDAR encoder, image backbone, camera-to-voxel lift and fusion on tiny inputs."""
 
+import os
+
 import pytest
 import torch
 
@@ -19,7 +21,8 @@ from clap.modeling.image_backbone import (
     normalize_images,
 )
 from clap.modeling.lidar_backbone import sample_block_mask, stage_strides
-from clap.modeling.view_transform import sample_depth_probability, sample_volume_features
+from clap.modeling.view_transform import sample_volume_features
+from tests.test_configs_merge import ROOT, default_tree_for
 
 
 def tiny_cfg():
@@ -255,6 +258,29 @@ def test_backbone_masks_only_in_training():
     assert mask is None
 
 
+# (LiDAR, image) masking rate per method config: CLAP's paper rate 0.9 for both modalities,
+# UniPAD's 0.8 / 0.3 for the single-modal baselines, none for detection.
+MASK_RATIOS = {
+    "configs/nuscenes/clap.yaml": (0.9, 0.9),
+    "configs/synthetic/clap_cpu.yaml": (0.9, 0.9),
+    "projects/single_modal/configs/nuscenes/lidar_only.yaml": (0.8, 0.3),
+    "projects/single_modal/configs/nuscenes/camera_only.yaml": (0.8, 0.3),
+    "projects/single_modal/configs/synthetic/lidar_only_cpu.yaml": (0.8, 0.3),
+    "projects/single_modal/configs/synthetic/camera_only_cpu.yaml": (0.8, 0.3),
+    "configs/nuscenes/detection.yaml": (0.0, 0.0),
+    "configs/synthetic/detection_cpu.yaml": (0.0, 0.0),
+}
+
+
+@pytest.mark.parametrize("config", sorted(MASK_RATIOS))
+def test_masking_rates_of_the_method_configs(config):
+    path = os.path.join(ROOT, config)
+    cfg = default_tree_for(path)
+    cfg.merge_from_file(path)
+    rates = (cfg.MODEL.LIDAR_BACKBONE.MASK_RATIO, cfg.MODEL.IMAGE_BACKBONE.MASK_RATIO)
+    assert rates == MASK_RATIOS[config]
+
+
 # ------------------------------------------------------------------------------------------
 # Camera-to-voxel lift
 # ------------------------------------------------------------------------------------------
@@ -306,17 +332,6 @@ def test_sampling_at_projected_cell_centre_is_exact_and_outside_is_zero():
     expected = (fmap0[:, target_i, target_j] + (1000 - fmap0[:, target_i, target_j])) / 2
     torch.testing.assert_close(features[0, :, 0], expected)
     assert features[0, :, 1:].abs().sum() == 0
-
-
-def test_depth_probability_picks_the_bin_of_the_point_depth():
-    stride, (height, width) = 1, (4, 4)
-    bins, depth_range = 4, (0.0, 8.0)  # bin centres at 1, 3, 5, 7 m
-    probs = torch.zeros(1, bins, height, width)
-    probs[:, 2] = 1.0  # every pixel: all mass at 5 m
-    uv = torch.tensor([[[[1.5, 2.5], [1.5, 2.5], [1.5, 2.5]]]])
-    depth = torch.tensor([[[5.0, 3.0, 4.0]]])
-    weight = sample_depth_probability(probs, stride, uv, depth, depth_range)
-    torch.testing.assert_close(weight, torch.tensor([[[1.0, 0.0, 0.5]]]))
 
 
 def test_lift_module_shapes_and_invisible_cells_are_zero():

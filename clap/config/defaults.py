@@ -50,7 +50,9 @@ _C.MODEL.LIDAR_BACKBONE.NUM_BLOCKS = [2, 2, 2, 2]
 # Kernel (odd, cells) of the dense Conv3d that maps the scattered sparse output to OUT_CHANNELS.
 _C.MODEL.LIDAR_BACKBONE.DENSE_KERNEL_SIZE = 3
 # MAE block masking in training: fraction of the occupied blocks of each sample whose voxels are
-# dropped (0 disables; UniPAD: 0.8), and the block edge in input voxels (UniPAD: 8).
+# dropped, and the block edge in input voxels (UniPAD: 8). 0 disables (detection, SimIPU). CLAP
+# paper: masking rate 0.9, one rate without a per-modality split (configs/Base-CLAP.yaml masks
+# both modalities at 0.9); UniPAD: 0.8 for LiDAR, 0.3 for images (the single-modal configs).
 _C.MODEL.LIDAR_BACKBONE.MASK_RATIO = 0.0
 _C.MODEL.LIDAR_BACKBONE.MASK_BLOCK_SIZE = 8
 
@@ -71,7 +73,8 @@ _C.MODEL.IMAGE_BACKBONE.NORM = "BN"
 # "" for random initialisation. Nothing is downloaded.
 _C.MODEL.IMAGE_BACKBONE.WEIGHTS = ""
 # Random patch masking in training: fraction of patches set to 0 (the mean colour after
-# normalisation; 0 disables; UniPAD: 0.3) and the patch edge in pixels (UniPAD: 32).
+# normalisation) and the patch edge in pixels (UniPAD: 32). 0 disables; CLAP paper: 0.9
+# (configs/Base-CLAP.yaml); UniPAD: 0.3 (LIDAR_BACKBONE.MASK_RATIO tells both).
 _C.MODEL.IMAGE_BACKBONE.MASK_RATIO = 0.0
 _C.MODEL.IMAGE_BACKBONE.MASK_PATCH_SIZE = 32
 _C.MODEL.IMAGE_BACKBONE.FPN = CN()
@@ -87,11 +90,17 @@ _C.MODEL.VIEW_TRANSFORM.OUT_CHANNELS = 80
 _C.MODEL.VIEW_TRANSFORM.IN_FEATURES = ["p3"]
 # Meters: a cell centre not farther than this in front of a camera is not seen by it.
 _C.MODEL.VIEW_TRANSFORM.MIN_DEPTH = 0.1
-# Depth bins of the depth-distribution head (each sample weighted by the probability of the cell's
-# depth); 0 disables the head.
-_C.MODEL.VIEW_TRANSFORM.DEPTH_BINS = 0
+# Depth-distribution lift (LSS / BEVFusion): a 1x1 conv on each sampled feature level predicts per
+# feature cell a softmax over DEPTH_BINS equal bins of camera depth, and a cell that samples pixel
+# u at depth d gets feature * p(bin holding d | u); a camera does not see cells outside
+# DEPTH_RANGE. Depth is z in the camera frame (meters, not the range along the ray), taken from
+# lidar2img of the augmented image, so it is exact under image augmentation. A cell reads only
+# the bin at its centre: bins much narrower than the cells' extent along the rays leave bins
+# unread. 0 disables the head (the camera volume is then constant along each ray).
+# BEVFusion's dbound [1, 60, 0.5]: 118 bins of 0.5 m.
+_C.MODEL.VIEW_TRANSFORM.DEPTH_BINS = 118
 # (min, max) camera depth covered by the bins, meters.
-_C.MODEL.VIEW_TRANSFORM.DEPTH_RANGE = [1.0, 61.0]
+_C.MODEL.VIEW_TRANSFORM.DEPTH_RANGE = [1.0, 60.0]
 
 # Fusion (FUSION_REGISTRY): (P^, I^) -> F^ (B, C_F, Z, Y, X). "ConcatConvFusion": concat + Conv3d
 # + BN + ReLU (a conv on the one present volume for single-modal models); "PassThroughFusion":
