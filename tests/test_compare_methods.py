@@ -211,7 +211,9 @@ def test_probe_cells_share_a_feature_cache_per_method_and_skip_single_modal_meth
         os.path.join("clap", "model_final.pth"))
     assert {e["method"] for e in report["summary"]} == {"scratch", "clap"}
     assert all(c["protocol"] == "probe" for c in report["cells"])
-    assert "Probe (frozen LiDAR and image backbones" in (tmp_path / "comparison.md").read_text()
+    table = (tmp_path / "comparison.md").read_text()
+    assert "Probe (frozen LiDAR and image backbones" in table
+    assert "| From scratch (frozen random backbones) | 11.00 +- 2.83 |" in table
 
 
 def test_cpu_preset_generates_its_world_once_and_trains_on_label_fractions(tmp_path):

@@ -696,6 +696,13 @@ def summarize(cells: Sequence[dict], methods: Sequence[str], protocols: Sequence
     return {"cells": list(cells), "summary": summary, "gains": gains}
 
 
+def _title(method: str, protocol: str) -> str:
+    """The row title of a method in a protocol's tables."""
+    if method == "scratch" and protocol == "probe":
+        return "From scratch (frozen random backbones)"
+    return METHOD_TITLES.get(method, method)
+
+
 def _percent(value: float) -> str:
     return f"{100 * value:.2f}"
 
@@ -717,7 +724,7 @@ def format_report(report: dict) -> str:
                                for name in METRICS]
         lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
         for method in methods:
-            row = [METHOD_TITLES.get(method, method)]
+            row = [_title(method, protocol)]
             for fraction in fractions:
                 entry = by_key.get((method, fraction))
                 for metric in METRICS:
