@@ -213,7 +213,7 @@ def test_probe_cells_share_a_feature_cache_per_method_and_skip_single_modal_meth
     assert all(c["protocol"] == "probe" for c in report["cells"])
     table = (tmp_path / "comparison.md").read_text()
     assert "Probe (frozen LiDAR and image backbones" in table
-    assert "| From scratch (frozen random backbones) | 11.00 +- 2.83 |" in table
+    assert "| From scratch (frozen random backbones) | 13.00 +- 2.83 |" in table
 
 
 def test_cpu_preset_generates_its_world_once_and_trains_on_label_fractions(tmp_path):
