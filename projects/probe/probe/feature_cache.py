@@ -21,7 +21,8 @@ from clap.checkpoint import atomic_write
 
 __all__ = ["SAMPLE_KEYS", "FeatureCache", "collate_cached"]
 
-logger = logging.getLogger(__name__)
+# Under "clap" so the handlers of clap's logger (console, log.txt) show it.
+logger = logging.getLogger("clap.probe")
 
 # Mapped-sample entries a cached frame keeps besides its features: what the layers after the
 # cut, the loss and the evaluator read.

@@ -25,7 +25,8 @@ from .feature_cache import FeatureCache, collate_cached
 
 __all__ = ["ProbeTrainer", "build_probe_model", "cache_identity", "fill_cache", "open_cache"]
 
-logger = logging.getLogger(__name__)
+# Under "clap" so the handlers of clap's logger (console, log.txt) show it.
+logger = logging.getLogger("clap.probe")
 
 TRAIN_GROUP, TEST_GROUP = "train", "test"
 
