@@ -105,7 +105,7 @@ class FeatureCache:
             the number of frames encoded.
         """
         todo = [d for d in dataset_dicts if not os.path.isfile(self.path(group, d["sample_token"]))]
-        for dataset_dict in tqdm(todo, desc=f"feature cache ({group})", disable=not progress,
+        for dataset_dict in tqdm(todo, desc=f"feature cache ({group})", disable=not (progress and todo),
                                  leave=False):
             sample = mapper(dataset_dict)
             features = _detached(encode(collate([sample])))
