@@ -105,8 +105,9 @@ class FeatureCache:
             the number of frames encoded.
         """
         todo = [d for d in dataset_dicts if not os.path.isfile(self.path(group, d["sample_token"]))]
-        for dataset_dict in tqdm(todo, desc=f"feature cache ({group})", disable=not (progress and todo),
-                                 leave=False):
+        bar = tqdm(todo, desc=f"feature cache ({group})", disable=not (progress and todo),
+                   leave=False)
+        for dataset_dict in bar:
             sample = mapper(dataset_dict)
             features = _detached(encode(collate([sample])))
             entry = {"features": features,
