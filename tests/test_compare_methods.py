@@ -151,6 +151,15 @@ def test_refuses_finished_cells_of_another_iteration_count(tmp_path):
         run(tmp_path, FakeRunner(), methods=("scratch",), extra=("--finetune-iters", "7"))
 
 
+def test_refuses_finished_cells_of_another_labelled_subset(tmp_path):
+    run(tmp_path, FakeRunner(), methods=("scratch",), seeds=("0",))
+    preset = compare_methods.get_preset("small")
+    preset.protocols, preset.seeds, preset.labelled_fraction = ["finetune"], [0], 0.5
+    with pytest.raises(ValueError, match="TRAIN_FRACTION 1, this comparison uses 0.5"):
+        compare_methods.Comparison(preset, str(tmp_path), ["scratch"], runner=FakeRunner()).run(
+            progress=False)
+
+
 def test_refuses_a_finished_pretraining_of_another_iteration_count(tmp_path):
     run(tmp_path, FakeRunner(), methods=("clap",), seeds=("0",))
     # new fine-tuning cells (another seed) reuse the CLAP pre-training: it must match

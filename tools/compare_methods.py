@@ -567,6 +567,12 @@ class Comparison:
                     f"{result_path} was trained for {result['max_iter']} iterations, this "
                     f"comparison uses {max_iter}: every method must get the same iterations; "
                     "use another --output")
+            train_fraction = self.preset.labelled_fraction * cell.fraction
+            if abs(result.get("train_fraction", train_fraction) - train_fraction) > 1e-12:
+                raise ValueError(
+                    f"{result_path} was trained on DATASETS.TRAIN_FRACTION "
+                    f"{result['train_fraction']:g}, this comparison uses {train_fraction:g} "
+                    "(another labelled_fraction); use another --output")
             logger.info("Reusing %s", result_path)
             return result
         overrides = self._labels(cell) + [
