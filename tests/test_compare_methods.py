@@ -118,6 +118,7 @@ def test_writes_mean_std_gains_plot_and_skips_finished_cells(tmp_path):
     assert {k: cell[k] for k in ("method", "protocol", "fraction", "seed", "mAP", "NDS")} == {
         "method": "scratch", "protocol": "finetune", "fraction": 1.0, "seed": 0, "mAP": 0.10,
         "NDS": pytest.approx(0.20)}
+    assert report["signal"]["finetune"]["scratch_mAP"] == pytest.approx(0.12)
     gain = next(g for g in report["gains"] if g["method"] == "clap" and g["metric"] == "mAP")
     assert gain["mean"] == pytest.approx(0.13)  # (0.2 - 0.1 + 0.3 - 0.14) / 2
     assert gain["num_pairs"] == 2
@@ -125,6 +126,9 @@ def test_writes_mean_std_gains_plot_and_skips_finished_cells(tmp_path):
     assert "| CLAP (curvature + prototypes) | 25.00 +- 7.07 | 35.00 +- 7.07 |" in table
     assert "| From scratch | 12.00 +- 2.83 | 22.00 +- 2.83 |" in table
     assert "Significant at 95%:" in table
+    # scratch at 12% < 25%, largest std 7.07 > (25 - 12) / 3
+    assert "Signal at 100% labels: scratch mAP 12.00 (needs >= 25.00), largest row std 7.07 vs " \
+        "a third of the spread between rows 4.33 (mAP, %): NOT met." in table
     assert (tmp_path / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     second = FakeRunner()
@@ -319,6 +323,22 @@ def test_paired_difference_uses_the_t_interval_of_the_per_seed_differences():
     # t = 2 / (1 / sqrt(3)) = 3.464 on 2 degrees of freedom: p = 0.0742, the interval holds 0
     assert result.p_value == pytest.approx(0.074180, rel=1e-4)
     assert not result.significant
+
+
+def test_signal_check_needs_a_strong_scratch_row_and_rows_apart():
+    def entry(method, mean, std, fraction=1.0):
+        return {"method": method, "fraction": fraction, "mAP_mean": mean, "mAP_std": std}
+
+    good = compare_methods.signal_check([entry("scratch", 0.30, 0.01), entry("clap", 0.36, 0.015),
+                                         entry("scratch", 0.01, 0.05, fraction=0.1)])
+    assert good["fraction"] == 1.0 and good["scratch_ok"] and good["spread_ok"]
+    assert good["spread"] == pytest.approx(0.06)
+    noisy = compare_methods.signal_check([entry("scratch", 0.30, 0.03), entry("clap", 0.36, 0.01)])
+    assert noisy["scratch_ok"] and not noisy["spread_ok"]  # 0.03 > 0.06 / 3
+    weak = compare_methods.signal_check([entry("scratch", 0.20, 0.0), entry("clap", 0.40, 0.0)])
+    assert not weak["scratch_ok"] and weak["spread_ok"]
+    assert compare_methods.format_signal(good).endswith(": met.")
+    assert compare_methods.format_signal(weak).endswith(": NOT met.")
 
 
 def test_significance_follows_the_interval():

@@ -639,6 +639,9 @@ class Comparison:
                     bar.update(1)
         report = summarize(results, self.methods, self.preset.protocols, self.preset.fractions)
         report["failures"] = failures
+        report["signal"] = {
+            protocol: signal_check([e for e in report["summary"] if e["protocol"] == protocol])
+            for protocol in dict.fromkeys(e["protocol"] for e in report["summary"])}
         report["finetune_iters"] = self.preset.finetune_iters
         report["probe_iters"] = self.preset.probe_iters
         report["pretrain_iters"] = self.preset.pretrain_iters
@@ -749,7 +752,40 @@ def format_report(report: dict) -> str:
                       f"{iterations} iterations.", ""]
         lines += _format_gains([g for g in report.get("gains", []) if g["protocol"] == protocol],
                                fractions)
+        lines += [format_signal(signal_check(entries)), ""]
     return "\n".join(lines)
+
+
+# Signal before ranking (docs/comparison.md): at the largest label fraction, the from-scratch
+# detector's mAP, and the largest row std against the spread between the row means.
+MIN_SCRATCH_MAP = 0.25
+MAX_STD_SHARE_OF_SPREAD = 1.0 / 3.0
+
+
+def signal_check(entries: Sequence[dict]) -> dict:
+    """Whether one protocol's summary entries carry a ranking signal, at its largest fraction:
+    {"fraction", "scratch_mAP" (None without a scratch row), "max_std", "spread" (best - worst
+    row mean, mAP), "scratch_ok", "spread_ok"}."""
+    fraction = max(e["fraction"] for e in entries)
+    rows = [e for e in entries if e["fraction"] == fraction]
+    means = [e["mAP_mean"] for e in rows]
+    scratch = next((e["mAP_mean"] for e in rows if e["method"] == "scratch"), None)
+    max_std = max(e["mAP_std"] for e in rows)
+    spread = max(means) - min(means)
+    return {"fraction": fraction, "scratch_mAP": scratch, "max_std": max_std, "spread": spread,
+            "scratch_ok": scratch is not None and scratch >= MIN_SCRATCH_MAP,
+            "spread_ok": len(rows) > 1 and max_std <= MAX_STD_SHARE_OF_SPREAD * spread}
+
+
+def format_signal(check: dict) -> str:
+    """One line: is there a signal to rank by (`signal_check`)?"""
+    scratch = "no scratch row" if check["scratch_mAP"] is None else \
+        f"scratch mAP {_percent(check['scratch_mAP'])}"
+    verdict = "met" if check["scratch_ok"] and check["spread_ok"] else "NOT met"
+    allowed = check["spread"] * MAX_STD_SHARE_OF_SPREAD
+    return (f"Signal at {format_fraction(check['fraction'])} labels: {scratch} (needs >= "
+            f"{_percent(MIN_SCRATCH_MAP)}), largest row std {_percent(check['max_std'])} vs a "
+            f"third of the spread between rows {_percent(allowed)} (mAP, %): {verdict}.")
 
 
 def _format_gains(gains: Sequence[dict], fractions: Sequence[float]) -> List[str]:
