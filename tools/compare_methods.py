@@ -285,7 +285,8 @@ def get_preset(name: str) -> Preset:
             seeds=[0, 1, 2],
             test_dataset="nuscenes_v1.0-trainval_val",
             common_overrides=["DATASETS.ROOT", "datasets/nuscenes"],
-            expected_hours="days on 8 GPUs (6 pre-trainings of 12 epochs, 108 fine-tunings)",
+            expected_hours="days on 8 GPUs (6 pre-trainings of 12 epochs, 108 fine-tunings and the "
+                           "unipad recipe's 24 x 2 single-modal ones)",
         )
     raise KeyError(f"Unknown preset '{name}': expected 'small', 'cpu' or 'paper'")
 
