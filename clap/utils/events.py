@@ -350,8 +350,9 @@ class ConsoleWriter(EventWriter):
 
     def _eta_seconds(self, storage: EventStorage, iteration: int) -> Optional[float]:
         remaining = self._max_iter - iteration - 1
-        if "time" in storage.histories():
-            return float(np.median([v for v, _ in storage.recent_values("time", 1000)])) * remaining
+        times = storage.recent_values("time", 1000) if "time" in storage.histories() else []
+        if times:
+            return float(np.median([v for v, _ in times])) * remaining
         now = time.perf_counter()
         eta = None
         if self._last_write is not None and iteration > self._last_write[0]:
