@@ -242,7 +242,7 @@ class ClapCheckpointer(Checkpointer):
             try:
                 if "iteration" not in self._load_file(candidate):
                     continue  # not written by a training run (e.g. exported weights)
-            except (UnreadableCheckpointError, RuntimeError, ValueError) as error:
+            except (RuntimeError, ValueError) as error:  # unreadable, or not a checkpoint
                 self.logger.warning(f"Skipping {candidate} while resuming: {error}")
                 continue
             self.logger.warning(
