@@ -136,6 +136,7 @@ def test_lidar_encoder_masking_only_in_training():
 
 def test_resnet_fpn_output_shapes():
     cfg = tiny_cfg()
+    cfg.MODEL.IMAGE_BACKBONE.FPN.OUT_FEATURES = ["p2", "p3", "p4", "p5"]
     backbone = build_image_backbone(cfg).eval()
     assert isinstance(backbone, ResNetFPN)
     images = torch.rand(2, 3, 64, 96) * 255
@@ -145,6 +146,26 @@ def test_resnet_fpn_output_shapes():
     for name, feature in features.items():
         spec = shapes[name]
         assert feature.shape == (2, spec.channels, 64 // spec.stride, 96 // spec.stride)
+
+
+def test_resnet_fpn_builds_only_the_levels_the_lift_reads_and_each_gets_a_gradient():
+    cfg = tiny_cfg()  # ResNet stages res2..res5, the lift reads p3
+    backbone = build_image_backbone(cfg)
+    assert list(backbone.output_shape()) == ["p3"]
+    assert backbone.fpn.in_features == ["res3", "res4", "res5"]  # res2 has no lateral conv
+    assert len(backbone.fpn.output_convs) == 1
+    features = backbone(torch.randn(1, 3, 64, 96))
+    assert list(features) == ["p3"] and features["p3"].shape == (1, 8, 8, 12)
+    features["p3"].sum().backward()
+    assert [n for n, p in backbone.named_parameters() if p.grad is None] == []
+
+    cfg.MODEL.VIEW_TRANSFORM.IN_FEATURES = ["p3", "p5"]
+    assert list(build_image_backbone(cfg).output_shape()) == ["p3", "p5"]
+    cfg.MODEL.IMAGE_BACKBONE.FPN.OUT_FEATURES = ["p4"]  # an explicit choice wins
+    assert list(build_image_backbone(cfg).output_shape()) == ["p4"]
+    cfg.MODEL.IMAGE_BACKBONE.FPN.OUT_FEATURES = ["p6"]
+    with pytest.raises(ValueError, match="p6"):
+        build_image_backbone(cfg)
 
 
 def test_resnet50_stage_channels():

@@ -58,7 +58,8 @@ _C.MODEL.LIDAR_BACKBONE.MASK_BLOCK_SIZE = 8
 
 # Image backbone (IMAGE_BACKBONE_REGISTRY): (B * N_cam, 3, H, W) -> multi-scale feature maps.
 # Takes images normalised by MODEL.PIXEL_MEAN / PIXEL_STD (the meta-architecture normalises, see
-# clap.modeling.image_backbone.normalize_images). "ResNetFPN" returns "p2".."p5", "ResNet" "res*".
+# clap.modeling.image_backbone.normalize_images). "ResNetFPN" returns the levels "pN" of
+# FPN.OUT_FEATURES, "ResNet" the stages "res*".
 _C.MODEL.IMAGE_BACKBONE = CN()
 _C.MODEL.IMAGE_BACKBONE.NAME = "ResNetFPN"
 # ResNet depth: 18, 34 or 50.
@@ -80,6 +81,10 @@ _C.MODEL.IMAGE_BACKBONE.MASK_PATCH_SIZE = 32
 _C.MODEL.IMAGE_BACKBONE.FPN = CN()
 # Channels of every FPN level.
 _C.MODEL.IMAGE_BACKBONE.FPN.OUT_CHANNELS = 256
+# FPN levels built and returned ("p2".."p5", one per ResNet stage of OUT_FEATURES); empty: the
+# levels the lift reads (MODEL.VIEW_TRANSFORM.IN_FEATURES). A level nothing reads would hold
+# parameters without gradient, which multi-process (DDP) training rejects.
+_C.MODEL.IMAGE_BACKBONE.FPN.OUT_FEATURES = []
 
 # Camera-to-voxel lift (VIEW_TRANSFORM_REGISTRY): image features -> (B, C_I, Z, Y, X).
 _C.MODEL.VIEW_TRANSFORM = CN()

@@ -208,6 +208,12 @@ class NuScenesMapper:
     def _load_points(self, dataset_dict: dict) -> np.ndarray:
         """(N, 5) float32: key frame then sweeps, x, y, z, intensity, time lag (s)."""
         key = load_lidar_points(dataset_dict["lidar_path"])
+        if len(key) == 0:
+            logger.warning(
+                "Sample %s: its key-frame point cloud %s is empty (0 points)",
+                dataset_dict["sample_token"],
+                dataset_dict["lidar_path"],
+            )
         clouds: List[np.ndarray] = [np.concatenate([key, np.zeros_like(key[:, :1])], axis=1)]
         for sweep in dataset_dict["sweeps"][: self.num_sweeps]:
             points = load_lidar_points(sweep["path"])
