@@ -51,9 +51,9 @@ def test_bev_draws_points_and_box_outlines():
     assert bev[57:61, 30].any(axis=1).all() and not bev[62, 30].any()
     turned = draw_bev(points, None, None, (-20, -20, -5, 20, 20, 3), 2, up_direction=np.pi / 2)
     assert turned[40, 60].any()  # with +y up, the point at +x is drawn to the right
-    # The ego: a green triangle at the origin pointing up; the x axis arrow (red) points up
+    # The ego: a white triangle at the origin pointing up; the x axis arrow (red) points up
     # from the bottom-left corner in the default view and to the right in the turned one.
-    assert tuple(bev[38, 40]) == (0, 255, 0) and tuple(turned[38, 40]) == (0, 255, 0)
+    assert tuple(bev[38, 40]) == (255, 255, 255) and tuple(turned[38, 40]) == (255, 255, 255)
     def reddish(pixels):
         return bool(((pixels[:, 0] > 150) & (pixels[:, 0] > 2 * pixels[:, 1])).any())
 

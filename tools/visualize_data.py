@@ -31,8 +31,8 @@ from clap.data.mapper import build_mapper  # noqa: E402
 from clap.utils.visualizer import (  # noqa: E402
     CLASS_COLORS,
     draw_bev,
-    ego_forward_angle,
     draw_points_on_image,
+    ego_forward_angle,
     image_grid,
     label_image,
     save_image,

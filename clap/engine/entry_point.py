@@ -55,9 +55,7 @@ def train_or_evaluate(cfg, args, trainer_class=DefaultTrainer):
     return trainer.train()
 
 
-def launch_main(
-    main: Callable, *main_args: Any, argv: Optional[Sequence[str]] = None
-) -> None:
+def launch_main(main: Callable, *main_args: Any, argv: Optional[Sequence[str]] = None) -> None:
     """Parse the command line (`default_argument_parser`) and run `main(args, *main_args)` in
     every process `launch` starts (`--num-gpus`, `--num-machines`, ...)."""
     args = default_argument_parser().parse_args(argv)

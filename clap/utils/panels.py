@@ -4,7 +4,7 @@ Images are (H, W, 3) uint8 RGB numpy arrays. Everything is drawn at the image's 
 so a figure costs a few milliseconds (cheap enough for a training hook).
 """
 
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -13,6 +13,7 @@ __all__ = [
     "BACKGROUND",
     "colormap",
     "enlarge",
+    "wrap_text",
     "titled",
     "with_colorbar",
     "with_legend",
@@ -30,6 +31,8 @@ _LINE_HEIGHT = 16
 def colormap(values: np.ndarray, name: int = cv2.COLORMAP_VIRIDIS) -> np.ndarray:
     """Values in [0, 1] (any shape, clipped) -> (..., 3) uint8 RGB of an OpenCV colour map."""
     values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return np.zeros((*values.shape, 3), dtype=np.uint8)
     levels = (np.clip(np.nan_to_num(values), 0.0, 1.0) * 255).astype(np.uint8).reshape(-1, 1)
     rgb = cv2.applyColorMap(levels, name).reshape(-1, 3)[:, ::-1]
     return np.ascontiguousarray(rgb).reshape(*values.shape, 3)
@@ -59,19 +62,26 @@ def enlarge(image: np.ndarray, min_width: int) -> np.ndarray:
     return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
 
 
-def titled(image: np.ndarray, title: str) -> np.ndarray:
-    """`image` below a strip holding `title` (wrapped at word boundaries to the image width)."""
-    width = image.shape[1]
+def wrap_text(text: str, width: int) -> List[str]:
+    """`text` split at word boundaries into lines at most `width` pixels wide when written."""
     lines, line = [], ""
-    for word in title.split():
+    for word in text.split():
         candidate = f"{line} {word}".strip()
         if line and _text_width(candidate) > width - 10:
             lines.append(line)
             line = word
         else:
             line = candidate
-    lines.append(line)
-    strip = np.empty((_LINE_HEIGHT * len(lines) + 8, width, 3), dtype=np.uint8)
+    return lines + [line]
+
+
+def titled(image: np.ndarray, title: str, min_lines: int = 1) -> np.ndarray:
+    """`image` below a strip holding `title`, wrapped to the image width (`wrap_text`); the
+    strip holds at least `min_lines` lines, so panels side by side can align."""
+    lines = wrap_text(title, image.shape[1])
+    strip = np.empty(
+        (_LINE_HEIGHT * max(len(lines), min_lines) + 8, image.shape[1], 3), dtype=np.uint8
+    )
     strip[:] = BACKGROUND
     for index, text in enumerate(lines):
         put_text(strip, text, (5, _LINE_HEIGHT * (index + 1)))

@@ -176,7 +176,7 @@ class BevView:
                 canvas[r[inside], c[inside]] = colors[inside]
 
     def mark_frame(self, canvas: np.ndarray) -> None:
-        """Draw in place: the ego (a green triangle pointing up at the LiDAR origin), the LiDAR
+        """Draw in place: the ego (a white triangle pointing up at the LiDAR origin), the LiDAR
         frame's +x (red) and +y (green) axes in the bottom-left corner, and a scale bar in the
         bottom-right corner."""
         height, width = self.shape
@@ -185,7 +185,8 @@ class BevView:
         tip = origin + np.array([0.0, -1.6 * size])
         wings = [origin + np.array([side * size, 0.8 * size]) for side in (-1, 1)]
         triangle = np.round([tip, wings[0], wings[1]]).astype(np.int32)
-        cv2.fillConvexPoly(canvas, triangle, (0, 255, 0), cv2.LINE_AA)
+        cv2.fillConvexPoly(canvas, triangle, (255, 255, 255), cv2.LINE_AA)
+        cv2.polylines(canvas, [triangle.reshape(-1, 1, 2)], True, (0, 0, 0), 1, cv2.LINE_AA)
         # Axes of the LiDAR frame.
         length = max(10, min(height, width) // 10)
         base = np.array([length + 6.0, height - length - 6.0])
@@ -198,8 +199,16 @@ class BevView:
             end_px = tuple(int(v) for v in np.round(end))
             cv2.arrowedLine(canvas, start_px, end_px, colour, 1, cv2.LINE_AA, tipLength=0.3)
             label = np.round(end + direction / np.linalg.norm(direction) * 6).astype(int)
-            cv2.putText(canvas, name, (int(label[0]) - 3, int(label[1]) + 4),
-                        cv2.FONT_HERSHEY_SIMPLEX, 0.35, colour, 1, cv2.LINE_AA)
+            cv2.putText(
+                canvas,
+                name,
+                (int(label[0]) - 3, int(label[1]) + 4),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.35,
+                colour,
+                1,
+                cv2.LINE_AA,
+            )
         # Scale bar: the largest of 1, 2, 5, 10, 20, 50 m that fits a fifth of the width.
         meters = max(
             [m for m in (1, 2, 5, 10, 20, 50) if m * self.pixels_per_meter <= width / 5] or [1]
@@ -207,8 +216,16 @@ class BevView:
         bar = int(round(meters * self.pixels_per_meter))
         right, row = width - 6, height - 6
         cv2.line(canvas, (right - bar, row), (right, row), (255, 255, 255), 1)
-        cv2.putText(canvas, f"{meters} m", (right - bar, row - 4), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.35, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(
+            canvas,
+            f"{meters} m",
+            (right - bar, row - 4),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.35,
+            (255, 255, 255),
+            1,
+            cv2.LINE_AA,
+        )
 
 
 def draw_bev(
