@@ -22,6 +22,7 @@ from clap.utils.panels import (
     wrap_text,
 )
 from clap.utils.visualizer import (
+    BEV_FRAME_LEGEND,
     BevView,
     depth_colors,
     draw_points_on_image,
@@ -55,19 +56,10 @@ _DRAWN_RAY = (255, 40, 220)
 _SAMPLED_PIXEL = (0, 255, 255)
 _AGREE, _DISAGREE = (60, 200, 80), (220, 50, 50)
 # Colours of the most used prototypes of a figure (Tableau 10 and two more), the others grey.
-_DISTINCT = (
-    (31, 119, 180),
-    (255, 127, 14),
-    (44, 160, 44),
-    (214, 39, 40),
-    (148, 103, 189),
-    (140, 86, 75),
-    (227, 119, 194),
-    (188, 189, 34),
-    (23, 190, 207),
-    (255, 187, 120),
-    (174, 199, 232),
-    (152, 223, 138),
+_DISTINCT = tuple(
+    tuple(int(code[i : i + 2], 16) for i in (0, 2, 4))
+    for code in "1f77b4 ff7f0e 2ca02c d62728 9467bd 8c564b e377c2 bcbd22 17becf ffbb78 aec7e8 "
+    "98df8a".split()
 )
 _OTHER_PROTOTYPES = (90, 90, 90)
 
@@ -199,7 +191,7 @@ def ray_weights_figure(
         ramp = _ramp(_WEIGHT_MAP, _WEIGHT_LOW)
         figure = with_colorbar(figure, ramp, ticks, "weight percentile")
     legend = [(_UNSCORED, "weight 0 / not scored"), (_DRAWN_RAY, "drawn ray")]
-    legend += [((255, 255, 255), "ego"), ((255, 80, 80), "LiDAR +x"), ((80, 255, 80), "LiDAR +y")]
+    legend += list(BEV_FRAME_LEGEND)
     return with_legend(figure, legend, "points")
 
 
@@ -296,6 +288,7 @@ def prototype_figure(
     figure = stack(panels, axis=1)
     used = [int(k) for k in np.argsort(-counts, kind="stable") if counts[k] > 0]
     legend = [(_AGREE, "same prototype"), (_DISAGREE, "different prototypes")]
+    legend += list(BEV_FRAME_LEGEND)
     legend += [
         (colors[k], f"#{k}: {lidar_counts[k]} LiDAR, {camera_counts[k]} camera")
         for k in used[: len(_DISTINCT)]

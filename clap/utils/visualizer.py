@@ -17,6 +17,7 @@ __all__ = [
     "draw_points_on_image",
     "ego_forward_angle",
     "BevView",
+    "BEV_FRAME_LEGEND",
     "draw_bev",
     "image_grid",
     "label_image",
@@ -38,6 +39,17 @@ CLASS_COLORS = np.array(
         [47, 79, 79],  # traffic_cone
     ],
     dtype=np.uint8,
+)
+
+
+# Marks of `BevView.mark_frame`: the ego, the LiDAR frame's +x and +y axes.
+_EGO_COLOR = (255, 255, 255)
+_AXIS_COLORS = ((255, 80, 80), (80, 255, 80))
+# Legend entries (RGB, label) of those marks, for figures that show a legend.
+BEV_FRAME_LEGEND = (
+    (_EGO_COLOR, "ego"),
+    (_AXIS_COLORS[0], "LiDAR +x"),
+    (_AXIS_COLORS[1], "LiDAR +y"),
 )
 
 
@@ -185,12 +197,12 @@ class BevView:
         tip = origin + np.array([0.0, -1.6 * size])
         wings = [origin + np.array([side * size, 0.8 * size]) for side in (-1, 1)]
         triangle = np.round([tip, wings[0], wings[1]]).astype(np.int32)
-        cv2.fillConvexPoly(canvas, triangle, (255, 255, 255), cv2.LINE_AA)
+        cv2.fillConvexPoly(canvas, triangle, _EGO_COLOR, cv2.LINE_AA)
         cv2.polylines(canvas, [triangle.reshape(-1, 1, 2)], True, (0, 0, 0), 1, cv2.LINE_AA)
         # Axes of the LiDAR frame.
         length = max(10, min(height, width) // 10)
         base = np.array([length + 6.0, height - length - 6.0])
-        for axis, colour, name in ((0, (255, 80, 80), "x"), (1, (80, 255, 80), "y")):
+        for axis, colour, name in ((0, _AXIS_COLORS[0], "x"), (1, _AXIS_COLORS[1], "y")):
             unit = np.zeros(2)
             unit[axis] = 1.0
             direction = self.to_pixels(unit) - origin
