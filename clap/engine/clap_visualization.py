@@ -135,7 +135,7 @@ def render_figure(
                 ticks,
                 "depth m",
             ),
-            panel(rgb, f"Rendered RGB (every {stride}th pixel)"),
+            panel(rgb, f"Rendered RGB (one ray per {stride} x {stride} pixels)"),
             with_colorbar(
                 panel(range_image, "Rendered range from the camera"), turbo, ticks, "range m"
             ),
