@@ -287,8 +287,9 @@ def prototype_figure(
         panels.append(titled(canvas, title, lines))
     figure = stack(panels, axis=1)
     used = [int(k) for k in np.argsort(-counts, kind="stable") if counts[k] > 0]
+    # The axes are labelled in the panels; their colours would read as prototypes here.
     legend = [(_AGREE, "same prototype"), (_DISAGREE, "different prototypes")]
-    legend += list(BEV_FRAME_LEGEND)
+    legend += [entry for entry in BEV_FRAME_LEGEND if entry[1] == "ego"]
     legend += [
         (colors[k], f"#{k}: {lidar_counts[k]} LiDAR, {camera_counts[k]} camera")
         for k in used[: len(_DISTINCT)]
