@@ -8,7 +8,7 @@ from typing import Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from .panels import colormap
+from .panels import colormap, put_text
 
 __all__ = [
     "CLASS_COLORS",
@@ -59,6 +59,20 @@ def depth_colors(depths: np.ndarray, max_depth: float) -> np.ndarray:
     return colormap(scaled, cv2.COLORMAP_TURBO)
 
 
+def _paint_squares(
+    canvas: np.ndarray, rows: np.ndarray, columns: np.ndarray, colors: np.ndarray, radius: int
+) -> None:
+    """Paint (N,) pixel positions in place as squares of half size `radius`, in order (later on
+    top), with (N, 3) uint8 RGB `colors`; what falls outside the canvas is left out."""
+    height, width = canvas.shape[:2]
+    colors = np.asarray(colors, dtype=np.uint8)
+    for d_row in range(-radius, radius + 1):
+        for d_col in range(-radius, radius + 1):
+            r, c = rows + d_row, columns + d_col
+            inside = (r >= 0) & (r < height) & (c >= 0) & (c < width)
+            canvas[r[inside], c[inside]] = colors[inside]
+
+
 def project_points(points: np.ndarray, lidar2img: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """(N, >=3) LiDAR points and a (4, 4) projection -> pixels (N, 2) (u, v) and depths (N,).
 
@@ -97,12 +111,7 @@ def draw_points_on_image(
     order = np.argsort(-depths)  # far first, so near points stay on top
     columns = np.round(pixels[order, 0]).astype(np.int64)
     rows = np.round(pixels[order, 1]).astype(np.int64)
-    colors = depth_colors(depths[order], max_depth)
-    for d_row in range(-radius, radius + 1):
-        for d_col in range(-radius, radius + 1):
-            r, c = rows + d_row, columns + d_col
-            inside = (r >= 0) & (r < height) & (c >= 0) & (c < width)
-            canvas[r[inside], c[inside]] = colors[inside]
+    _paint_squares(canvas, rows, columns, depth_colors(depths[order], max_depth), radius)
     return canvas
 
 
@@ -179,13 +188,7 @@ class BevView:
         """Draw (N, 2) x, y points in place as squares of half size `radius` pixels, in order
         (later points on top), with (N, 3) uint8 RGB `colors`."""
         pixels = np.floor(self.to_pixels(np.asarray(xy)[:, :2])).astype(np.int64)
-        colors = np.asarray(colors, dtype=np.uint8)
-        height, width = self.shape
-        for d_row in range(-radius, radius + 1):
-            for d_col in range(-radius, radius + 1):
-                r, c = pixels[:, 1] + d_row, pixels[:, 0] + d_col
-                inside = (r >= 0) & (r < height) & (c >= 0) & (c < width)
-                canvas[r[inside], c[inside]] = colors[inside]
+        _paint_squares(canvas, pixels[:, 1], pixels[:, 0], colors, radius)
 
     def mark_frame(self, canvas: np.ndarray) -> None:
         """Draw in place: the ego (a white triangle pointing up at the LiDAR origin), the LiDAR
@@ -211,16 +214,7 @@ class BevView:
             end_px = tuple(int(v) for v in np.round(end))
             cv2.arrowedLine(canvas, start_px, end_px, colour, 1, cv2.LINE_AA, tipLength=0.3)
             label = np.round(end + direction / np.linalg.norm(direction) * 6).astype(int)
-            cv2.putText(
-                canvas,
-                name,
-                (int(label[0]) - 3, int(label[1]) + 4),
-                cv2.FONT_HERSHEY_SIMPLEX,
-                0.35,
-                colour,
-                1,
-                cv2.LINE_AA,
-            )
+            put_text(canvas, name, (int(label[0]) - 3, int(label[1]) + 4), colour, 0.35)
         # Scale bar: the largest of 1, 2, 5, 10, 20, 50 m that fits a fifth of the width.
         meters = max(
             [m for m in (1, 2, 5, 10, 20, 50) if m * self.pixels_per_meter <= width / 5] or [1]
@@ -228,16 +222,7 @@ class BevView:
         bar = int(round(meters * self.pixels_per_meter))
         right, row = width - 6, height - 6
         cv2.line(canvas, (right - bar, row), (right, row), (255, 255, 255), 1)
-        cv2.putText(
-            canvas,
-            f"{meters} m",
-            (right - bar, row - 4),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.35,
-            (255, 255, 255),
-            1,
-            cv2.LINE_AA,
-        )
+        put_text(canvas, f"{meters} m", (right - bar, row - 4), scale=0.35)
 
 
 def draw_bev(
