@@ -104,7 +104,6 @@ def draw_points_on_image(
         min_depth: points closer than this (meters) are not drawn.
     """
     canvas = np.ascontiguousarray(image, dtype=np.uint8).copy()
-    height, width = canvas.shape[:2]
     pixels, depths = project_points(points, lidar2img)
     visible = (depths > min_depth) & np.all(np.isfinite(pixels), axis=1)
     pixels, depths = pixels[visible], depths[visible]
