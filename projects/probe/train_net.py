@@ -23,20 +23,12 @@ sys.path.insert(0, _PROJECT_ROOT)
 from probe import ProbeTrainer, add_probe_config  # noqa: E402
 
 import clap.modeling  # noqa: E402,F401  (registers clap's components)
-from clap.config import get_cfg  # noqa: E402
-from clap.engine import default_argument_parser, default_setup, launch  # noqa: E402
+from clap.engine import launch_main, setup_config  # noqa: E402
 
 
 def setup(args):
     """The frozen config: clap's defaults, the probe's keys, the file, the overrides."""
-    cfg = get_cfg()
-    add_probe_config(cfg)
-    if args.config_file:
-        cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts or [])
-    cfg.freeze()
-    default_setup(cfg, args)
-    return cfg
+    return setup_config(args, add_probe_config)
 
 
 def main(args):
@@ -52,18 +44,5 @@ def main(args):
     return trainer.train()
 
 
-def invoke_main() -> None:
-    args = default_argument_parser().parse_args()
-    print("Command line arguments:", args)
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
-
-
 if __name__ == "__main__":
-    invoke_main()
+    launch_main(main)
