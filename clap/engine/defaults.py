@@ -1,12 +1,9 @@
 """The default training set-up: command line, logging / seeding set-up and DefaultTrainer.
 
-`tools/train_net.py` is the reference use:
-
-    args = default_argument_parser().parse_args()
-    launch(main, args.num_gpus, args.num_machines, args.machine_rank, args.dist_url, (args,))
-
-with `main` building the config, calling `default_setup`, then `DefaultTrainer(cfg)`,
-`resume_or_load(args.resume)` and `train()`.
+The training scripts use them through `clap.engine.entry_point`: `launch_main` parses
+`default_argument_parser`'s command line and starts the processes, `setup_config` builds the
+config and calls `default_setup`, `train_or_evaluate` builds `DefaultTrainer(cfg)` (or a
+subclass), calls `resume_or_load(args.resume)` and `train()`.
 """
 
 import argparse
