@@ -19,10 +19,10 @@ _C.MODEL.META_ARCHITECTURE = "CLAP"
 _C.MODEL.DEVICE = "cpu"
 # Checkpoint to initialise from (a path); empty for random initialisation.
 _C.MODEL.WEIGHTS = ""
-# Sparse convolution backend: "auto" (torchsparse when importable and MODEL.DEVICE is CUDA, else
-# "torch"), "torchsparse" (an error when it cannot be imported), or "torch" (pure-torch coordinate
-# hashing, any device). Both share one weight layout (K, C_in, C_out), so checkpoints move between
-# them; see docs/encoders.md.
+# Sparse convolution backend: "auto" (on CUDA torchsparse, else spconv, when importable; else
+# "torch"), "torchsparse" or "spconv" (an error when it cannot be imported; spconv's CPU build has
+# no backward), or "torch" (pure-torch coordinate hashing, any device). All share one weight
+# layout (K, C_in, C_out), so checkpoints move between them; see docs/encoders.md.
 _C.MODEL.SPARSE_BACKEND = "auto"
 # Which encoders run: any of "lidar", "camera".
 _C.MODEL.MODALITIES = ["lidar", "camera"]
