@@ -338,8 +338,9 @@ _C.DATASETS.ROOT = "datasets/synthetic_nuscenes"
 # folder found. Data sets are named nuscenes_<version>_<split>, split from the devkit's split
 # lists, the version's splits.json, or "all".
 _C.DATASETS.VERSION = "v1.0-mini"
-# Folder of the per-sample caches (rebuilt when the tables change).
-_C.DATASETS.CACHE_DIR = "datasets/cache"
+# Folder of the per-sample caches (rebuilt when the tables change). Empty: ".clap_cache" under
+# DATASETS.ROOT when that folder is writable, else under OUTPUT_DIR.
+_C.DATASETS.CACHE_DIR = ""
 # Fraction of the samples of each DATASETS.TRAIN set that is used (label-scarce fine-tuning,
 # e.g. 0.05 or 0.01); at least one sample. The subset is fixed by TRAIN_FRACTION_SEED.
 _C.DATASETS.TRAIN_FRACTION = 1.0
