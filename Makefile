@@ -1,7 +1,7 @@
 # Each target sets itself up on a fresh machine: a virtual environment in .venv with the
 # CPU build of torch (the tested release) and the project installed in editable mode with the
 # synthetic generator and the test tools. The CPU index is an extra index: where it cannot be
-# reached, pip warns, retries for a few seconds and takes torch from the other indexes.
+# reached, pip warns, retries (a few seconds per package) and takes torch from the other indexes.
 PYTHON ?= python3
 TORCH_VERSION ?= 2.13.0
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
