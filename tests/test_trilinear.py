@@ -75,10 +75,10 @@ def test_matches_grid_sample_through_the_double_backward():
         return (value, normal, *torch.autograd.grad(loss, (v, p)))
 
     try:
-        reference = derivatives(lambda v, p: _grid_sample(v, p, "border"))
+        references = derivatives(lambda v, p: _grid_sample(v, p, "border"))
     except RuntimeError as error:  # e.g. torch 2.4: grid_sampler_3d_backward is not differentiable
         pytest.skip(f"grid_sample has no double backward in torch {torch.__version__}: {error}")
-    for ours, reference in zip(derivatives(trilinear_sample), reference):
+    for ours, reference in zip(derivatives(trilinear_sample), references):
         torch.testing.assert_close(ours, reference, atol=1e-10, rtol=1e-10)
 
 
