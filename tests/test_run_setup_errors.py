@@ -1,4 +1,5 @@
-"""What a user trips on when starting a run: missing data, nothing to evaluate, where caches go."""
+"""What a user trips on when starting a run: missing data, nothing to evaluate, where caches go,
+which cameras load."""
 
 import logging
 import os
@@ -7,8 +8,16 @@ import pytest
 
 from clap.config import get_cfg
 from clap.data import DatasetCatalog, get_dataset_dicts
-from clap.data.datasets.nuscenes import CACHE_FOLDER, cache_dir_from_config, register_from_config
+from clap.data.datasets.nuscenes import (
+    CACHE_FOLDER,
+    CAMERA_CHANNELS,
+    cache_dir_from_config,
+    load_nuscenes_dicts,
+    register_from_config,
+)
+from clap.data.mapper import build_mapper
 from clap.engine import default_argument_parser
+from tests.nuscenes_frame_helpers import FRAME_ROOT, FRAME_VERSION, small_cfg
 from tests.tiny_model import load_train_net_module
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,3 +68,19 @@ def test_data_set_size_is_logged_once(caplog):
         assert lines == [f"Data set '{name}': 2 samples"]
     finally:
         DatasetCatalog.remove(name)
+
+
+def test_empty_camera_list_loads_every_camera_of_the_sample(tmp_path):
+    """A rig needs no INPUT.CAMERAS override: by default every camera of the data loads."""
+    cache_dir = tmp_path / "cache"
+    (frame,) = load_nuscenes_dicts(str(FRAME_ROOT), FRAME_VERSION, "all", str(cache_dir))
+    cfg = small_cfg(FRAME_ROOT, cache_dir, INPUT__IMAGE_SIZE=[16, 32])
+    assert cfg.INPUT.CAMERAS == []  # the default
+    mapper = build_mapper(cfg, is_train=False)
+    assert mapper.camera_names(frame) == list(CAMERA_CHANNELS)  # the frame has all six
+    sample = mapper(frame)
+    assert sample["images"].shape == (len(frame["cameras"]), 3, 16, 32)
+    assert sample["lidar2img"].shape == (len(frame["cameras"]), 4, 4)
+    # A model without the camera modality loads no images.
+    cfg.MODEL.MODALITIES = ["lidar"]
+    assert build_mapper(cfg, is_train=False)(frame)["images"].shape[0] == 0

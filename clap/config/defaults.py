@@ -288,15 +288,11 @@ _C.INPUT.MAX_POINTS_PER_VOXEL = 10
 # Input voxels kept per sample at most (in order of first appearance), training / inference.
 _C.INPUT.MAX_VOXELS_TRAIN = 120000
 _C.INPUT.MAX_VOXELS_TEST = 160000
-# Camera channels loaded, in this order (the N_cam axis of the batch); empty loads no images.
-_C.INPUT.CAMERAS = [
-    "CAM_FRONT",
-    "CAM_FRONT_RIGHT",
-    "CAM_FRONT_LEFT",
-    "CAM_BACK",
-    "CAM_BACK_LEFT",
-    "CAM_BACK_RIGHT",
-]
+# Camera channels loaded, in this order (the N_cam axis of the batch). Empty (default): every
+# camera the data has (nuScenes' six in the order CAM_FRONT, CAM_FRONT_RIGHT, CAM_FRONT_LEFT,
+# CAM_BACK, CAM_BACK_LEFT, CAM_BACK_RIGHT; other channels after them by name) when
+# MODEL.MODALITIES holds "camera", no images otherwise.
+_C.INPUT.CAMERAS = []
 # Size (H, W) of every image fed to the model, pixels.
 _C.INPUT.IMAGE_SIZE = [256, 704]
 # Image resize factor range, relative to the scale that fits the source width to IMAGE_SIZE W;

@@ -23,6 +23,7 @@ __all__ = [
     "DETECTION_CLASSES",
     "CATEGORY_TO_DETECTION_CLASS",
     "LIDAR_CHANNEL",
+    "CAMERA_CHANNELS",
     "available_splits",
     "split_scene_names",
     "build_dataset_dicts",
@@ -58,6 +59,10 @@ CATEGORY_TO_DETECTION_CLASS = {
 }
 
 LIDAR_CHANNEL = "LIDAR_TOP"
+# nuScenes camera channels in the usual order of the camera axis (front, then around the car).
+CAMERA_CHANNELS = (
+    "CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT",
+)
 # Written into every cache file; bump it when the dict layout changes so old caches are rebuilt.
 CACHE_FORMAT = "clap-nuscenes-dicts-v1"
 # Sweeps stored per key frame in the cache (the mapper uses the first INPUT.NUM_SWEEPS of them).
