@@ -1,6 +1,10 @@
 # Each target sets itself up on a fresh machine: a virtual environment in .venv with the
-# CPU build of torch (pinned) and the project installed in editable mode.
+# CPU build of torch (the tested release) and the project installed in editable mode with the
+# synthetic generator and the test tools. The CPU index is an extra index: where it cannot be
+# reached, pip warns, retries (a few seconds per package) and takes torch from the other indexes.
 PYTHON ?= python3
+TORCH_VERSION ?= 2.13.0
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -13,8 +17,8 @@ setup: $(STAMP)
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install torch==2.13.0
-	$(PY) -m pip install -e ".[test]"
+	$(PY) -m pip install torch==$(TORCH_VERSION) --extra-index-url $(TORCH_INDEX)
+	$(PY) -m pip install -e ".[synthetic,test]"
 	touch $(STAMP)
 
 # The synthetic world in the nuScenes layout (about 3 minutes on 2 cores; made once).

@@ -131,7 +131,8 @@ def main(argv=None):
     for index, dataset_dict in enumerate(tqdm(dataset_dicts[: args.num_samples], desc="samples")):
         sample = mapper(dataset_dict)
         cameras, bev, overview = render_sample(
-            sample, cfg.INPUT.CAMERAS, cfg.INPUT.POINT_CLOUD_RANGE, args.bev_pixels_per_meter
+            sample, mapper.camera_names(dataset_dict), cfg.INPUT.POINT_CLOUD_RANGE,
+            args.bev_pixels_per_meter,
         )
         stem = os.path.join(args.output, f"{index:04d}_{sample['sample_token']}")
         images = {"bev": bev, "overview": overview}

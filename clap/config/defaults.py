@@ -19,10 +19,10 @@ _C.MODEL.META_ARCHITECTURE = "CLAP"
 _C.MODEL.DEVICE = "cpu"
 # Checkpoint to initialise from (a path); empty for random initialisation.
 _C.MODEL.WEIGHTS = ""
-# Sparse convolution backend: "auto" (torchsparse when importable and MODEL.DEVICE is CUDA, else
-# "torch"), "torchsparse" (an error when it cannot be imported), or "torch" (pure-torch coordinate
-# hashing, any device). Both share one weight layout (K, C_in, C_out), so checkpoints move between
-# them; see docs/encoders.md.
+# Sparse convolution backend: "auto" (on CUDA torchsparse, else spconv, when importable; else
+# "torch"), "torchsparse" or "spconv" (an error when it cannot be imported; spconv's CPU build has
+# no backward), or "torch" (pure-torch coordinate hashing, any device). All share one weight
+# layout (K, C_in, C_out), so checkpoints move between them; see docs/encoders.md.
 _C.MODEL.SPARSE_BACKEND = "auto"
 # Which encoders run: any of "lidar", "camera".
 _C.MODEL.MODALITIES = ["lidar", "camera"]
@@ -302,15 +302,11 @@ _C.INPUT.MAX_POINTS_PER_VOXEL = 10
 # Input voxels kept per sample at most (in order of first appearance), training / inference.
 _C.INPUT.MAX_VOXELS_TRAIN = 120000
 _C.INPUT.MAX_VOXELS_TEST = 160000
-# Camera channels loaded, in this order (the N_cam axis of the batch); empty loads no images.
-_C.INPUT.CAMERAS = [
-    "CAM_FRONT",
-    "CAM_FRONT_RIGHT",
-    "CAM_FRONT_LEFT",
-    "CAM_BACK",
-    "CAM_BACK_LEFT",
-    "CAM_BACK_RIGHT",
-]
+# Camera channels loaded, in this order (the N_cam axis of the batch). Empty (default): every
+# camera the data has (nuScenes' six in the order CAM_FRONT, CAM_FRONT_RIGHT, CAM_FRONT_LEFT,
+# CAM_BACK, CAM_BACK_LEFT, CAM_BACK_RIGHT; other channels after them by name) when
+# MODEL.MODALITIES holds "camera", no images otherwise.
+_C.INPUT.CAMERAS = []
 # Size (H, W) of every image fed to the model, pixels.
 _C.INPUT.IMAGE_SIZE = [256, 704]
 # Image resize factor range, relative to the scale that fits the source width to IMAGE_SIZE W;
@@ -352,8 +348,9 @@ _C.DATASETS.ROOT = "datasets/synthetic_nuscenes"
 # folder found. Data sets are named nuscenes_<version>_<split>, split from the devkit's split
 # lists, the version's splits.json, or "all".
 _C.DATASETS.VERSION = "v1.0-mini"
-# Folder of the per-sample caches (rebuilt when the tables change).
-_C.DATASETS.CACHE_DIR = "datasets/cache"
+# Folder of the per-sample caches (rebuilt when the tables change). Empty: ".clap_cache" under
+# DATASETS.ROOT when that folder is writable, else under OUTPUT_DIR.
+_C.DATASETS.CACHE_DIR = ""
 # Fraction of the samples of each DATASETS.TRAIN set that is used (label-scarce fine-tuning,
 # e.g. 0.05 or 0.01); at least one sample. The subset is fixed by TRAIN_FRACTION_SEED.
 _C.DATASETS.TRAIN_FRACTION = 1.0

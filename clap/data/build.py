@@ -27,6 +27,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+# Data sets whose size has been logged in this process (each is logged once, however often the
+# model, the loaders and the evaluations ask for it).
+_SIZE_LOGGED = set()
+
 
 def get_dataset_dicts(names: Union[str, Sequence[str]], cfg=None) -> List[dict]:
     """The concatenated sample dicts of the named DatasetCatalog entries.
@@ -50,7 +54,9 @@ def get_dataset_dicts(names: Union[str, Sequence[str]], cfg=None) -> List[dict]:
         dataset_dicts = DatasetCatalog.get(name)
         if len(dataset_dicts) == 0:
             raise ValueError(f"Data set '{name}' is empty")
-        logger.info(f"Data set '{name}': {len(dataset_dicts)} samples")
+        if name not in _SIZE_LOGGED:
+            logger.info(f"Data set '{name}': {len(dataset_dicts)} samples")
+            _SIZE_LOGGED.add(name)
         dicts.extend(dataset_dicts)
     return dicts
 

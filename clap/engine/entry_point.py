@@ -42,14 +42,27 @@ def setup_config(args, *add_config: Callable) -> Any:
 
 def train_or_evaluate(cfg, args, trainer_class=DefaultTrainer):
     """With `args.eval_only`: load MODEL.WEIGHTS (or, with `args.resume`, the last checkpoint of
-    OUTPUT_DIR) and return `trainer_class.test`'s results. Otherwise train (resuming with
+    OUTPUT_DIR) and return `trainer_class.test`'s results (an empty DATASETS.TEST, or no
+    evaluator for any of its sets, is an error). Otherwise train (resuming with
     `args.resume`) and return what `train()` returns."""
     if args.eval_only:
+        if not cfg.DATASETS.TEST:
+            raise ValueError(
+                "--eval-only needs data sets to evaluate: DATASETS.TEST is empty in "
+                f"{args.config_file or 'the config'}; add e.g. "
+                "DATASETS.TEST \"('nuscenes_v1.0-mini_mini_val',)\" to the command line"
+            )
         model = trainer_class.build_model(cfg)
         ClapCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
             cfg.MODEL.WEIGHTS, resume=args.resume
         )
-        return trainer_class.test(cfg, model)
+        results = trainer_class.test(cfg, model)
+        if not results:
+            raise ValueError(
+                f"--eval-only evaluated nothing: no evaluator for DATASETS.TEST "
+                f"{list(cfg.DATASETS.TEST)} (see the warnings above)"
+            )
+        return results
     trainer = trainer_class(cfg)
     trainer.resume_or_load(resume=args.resume)
     return trainer.train()
