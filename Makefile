@@ -1,20 +1,24 @@
 # Each target sets itself up on a fresh machine: a virtual environment in .venv with the
-# CPU build of torch (pinned) and the project installed in editable mode.
+# CPU build of torch (the tested release) and the project installed in editable mode with the
+# synthetic generator and the test tools. The CPU index is an extra index: where it cannot be
+# reached, pip warns, retries (a few seconds per package) and takes torch from the other indexes.
 PYTHON ?= python3
+TORCH_VERSION ?= 2.13.0
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SYNTHETIC_ROOT ?= datasets/synthetic_nuscenes
 
-.PHONY: setup demo test lint data
+.PHONY: setup demo test lint data gpu-check
 
 setup: $(STAMP)
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install torch==2.13.0
-	$(PY) -m pip install -e ".[test]"
+	$(PY) -m pip install torch==$(TORCH_VERSION) --extra-index-url $(TORCH_INDEX)
+	$(PY) -m pip install -e ".[synthetic,test]"
 	touch $(STAMP)
 
 # The synthetic world in the nuScenes layout (made once; scenes in 2 processes, the output does
@@ -34,3 +38,9 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check clap tools tests projects
+
+# The GPU path in one command (tools/gpu_check.py, about 5 minutes on one GPU): run it in the
+# environment that has the CUDA build of torch and this package, not in the CPU .venv.
+GPU_CHECK_OUT ?= output/gpu_check
+gpu-check:
+	$(PYTHON) tools/gpu_check.py --out $(GPU_CHECK_OUT)

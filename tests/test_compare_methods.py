@@ -1,6 +1,8 @@
-"""tools/compare_methods.py bookkeeping with a fake stage runner (no training)."""
+"""tools/compare_methods.py bookkeeping with a fake stage runner (no training), and the
+statistics of its table."""
 
 import json
+import math
 import os
 import sys
 
@@ -10,57 +12,72 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
                                 "tools"))
 import compare_methods  # noqa: E402
 
-TEST = "nuscenes_v1.0-mini_mini_val"
-# mAP / NDS the fake fine-tuning of (method, seed) reports
-FAKE_MAP = {("scratch", 0): 0.10, ("scratch", 1): 0.14, ("clap", 0): 0.20, ("clap", 1): 0.30,
-            ("unipad_merge", 0): 0.15, ("unipad_merge", 1): 0.15}
+from clap.evaluation.statistics import mean_std, paired_difference  # noqa: E402
 
-
-class FakeRunner:
-    """Records every stage and writes the files a real one would."""
-
-    def __init__(self):
-        self.commands = []
-
-    def __call__(self, command, log_path):
-        self.commands.append(list(command))
-        if "--output" in command:  # the merge tool
-            path = command[command.index("--output") + 1]
-            with open(path, "w") as f:
-                f.write("merged")
-            return
-        output = command[command.index("OUTPUT_DIR") + 1]
-        os.makedirs(output, exist_ok=True)
-        if "MODEL.PRETRAINED_ENCODERS" not in command:  # a pre-training
-            with open(os.path.join(output, "model_final.pth"), "w") as f:
-                f.write("weights")
-            return
-        method = output.split(os.sep)[-3]
-        seed = int(command[command.index("SEED") + 1])
-        summary_dir = os.path.join(output, "inference", TEST)
-        os.makedirs(summary_dir)
-        value = FAKE_MAP[(method, seed)]
-        with open(os.path.join(summary_dir, "metrics_summary.json"), "w") as f:
-            json.dump({"mean_ap": value, "nd_score": value + 0.1, "tp_errors": {},
-                       "mean_dist_aps": {}}, f)
-
-
-def run(tmp_path, runner, methods=("scratch", "unipad_merge", "clap"), extra=()):
-    argv = ["--preset", "small", "--output", str(tmp_path), "--seeds", "0", "1",
-            "--methods", *methods, *extra]
-    return compare_methods.main(argv, runner=runner)
+SMALL_TEST = "nuscenes_v1.0-mini_mini_val"
+CPU_TEST = "nuscenes_v1.0-trainval_val"
+# mAP the fake training of (method, seed) reports (NDS = mAP + 0.1); the probe adds PROBE_SHIFT
+FAKE_MAP = {("scratch", 0): 0.10, ("scratch", 1): 0.14, ("scratch", 2): 0.12,
+            ("clap", 0): 0.20, ("clap", 1): 0.30, ("clap", 2): 0.22,
+            ("unipad_merge", 0): 0.15, ("unipad_merge", 1): 0.15, ("unipad_merge", 2): 0.13,
+            ("unipad", 0): 0.16, ("unipad", 1): 0.18, ("unipad", 2): 0.17,
+            ("simipu", 0): 0.11, ("simipu", 1): 0.13, ("simipu", 2): 0.13}
+PROBE_SHIFT = 0.01
 
 
 def option(command, key):
     return command[command.index(key) + 1]
 
 
+class FakeRunner:
+    """Records every stage and writes the files a real one would."""
+
+    def __init__(self, test_dataset=SMALL_TEST):
+        self.commands = []
+        self.test_dataset = test_dataset
+
+    def __call__(self, command, log_path):
+        self.commands.append(list(command))
+        if "--overwrite" in command:  # the data generator
+            os.makedirs(option(command, "--out"), exist_ok=True)
+            return
+        if "--lidar" in command:  # the merge tool
+            with open(option(command, "--output"), "w") as f:
+                f.write("merged")
+            return
+        output = option(command, "OUTPUT_DIR")
+        os.makedirs(output, exist_ok=True)
+        with open(os.path.join(output, "model_final.pth"), "w") as f:
+            f.write("weights")
+        tests = [c for i, c in enumerate(command) if i and command[i - 1] == "DATASETS.TEST"]
+        if not tests or tests[-1] == "[]":  # a pre-training or a stage of the UniPAD recipe
+            return
+        protocol, method = output.split(os.sep)[-4:-2]
+        seed = int(option(command, "SEED"))
+        value = FAKE_MAP[(method, seed)] + (PROBE_SHIFT if protocol == "probe" else 0.0)
+        summary_dir = os.path.join(output, "inference", self.test_dataset)
+        os.makedirs(summary_dir)
+        with open(os.path.join(summary_dir, "metrics_summary.json"), "w") as f:
+            json.dump({"mean_ap": value, "nd_score": value + 0.1, "tp_errors": {},
+                       "mean_dist_aps": {}}, f)
+
+
+def run(tmp_path, runner, methods=("scratch", "unipad_merge", "clap"), extra=(),
+        protocols=("finetune",), seeds=("0", "1")):
+    argv = ["--preset", "small", "--output", str(tmp_path), "--seeds", *seeds,
+            "--methods", *methods, "--protocols", *protocols, *extra]
+    return compare_methods.main(argv, runner=runner, progress=False)
+
+
+def scripts_of(runner):
+    return [os.path.relpath(c[1], compare_methods.ROOT) for c in runner.commands]
+
+
 def test_schedules_pretrainings_merges_and_equal_finetunings(tmp_path):
     runner = FakeRunner()
     run(tmp_path, runner)
 
-    scripts = [os.path.relpath(c[1], compare_methods.ROOT) for c in runner.commands]
-    assert scripts == [
+    assert scripts_of(runner) == [
         "tools/train_net.py", "tools/train_net.py",  # scratch, seeds 0 and 1
         "projects/single_modal/train_net.py", "projects/single_modal/train_net.py",
         "projects/single_modal/tools/merge_weights.py",
@@ -73,6 +90,7 @@ def test_schedules_pretrainings_merges_and_equal_finetunings(tmp_path):
     assert [option(c, "SEED") for c in finetunes] == ["0", "1"] * 3
     assert [option(c, "MODEL.PRETRAINED_ENCODERS") for c in finetunes[:2]] == ["", ""]
     merge = runner.commands[4]
+    assert "--with-lidar-head" not in merge  # the pre-trained merge: encoders only
     assert option(merge, "--lidar").endswith(os.path.join("lidar_only", "model_final.pth"))
     assert option(merge, "--camera").endswith(os.path.join("camera_only", "model_final.pth"))
     assert option(finetunes[2], "MODEL.PRETRAINED_ENCODERS") == option(merge, "--output")
@@ -82,9 +100,11 @@ def test_schedules_pretrainings_merges_and_equal_finetunings(tmp_path):
     assert option(finetunes[-1], "MODEL.PRETRAINED_ENCODERS") == os.path.join(
         str(tmp_path), "pretrain", "clap", "model_final.pth")
     assert len({option(c, "OUTPUT_DIR") for c in runner.commands if "OUTPUT_DIR" in c}) == 9
+    with open(tmp_path / "pretrain" / "clap" / "stage.json") as f:
+        assert json.load(f)["max_iter"] == 30
 
 
-def test_writes_mean_and_std_and_skips_finished_cells(tmp_path):
+def test_writes_mean_std_gains_plot_and_skips_finished_cells(tmp_path):
     run(tmp_path, FakeRunner())
 
     with open(tmp_path / "comparison.json") as f:
@@ -94,34 +114,176 @@ def test_writes_mean_and_std_and_skips_finished_cells(tmp_path):
     assert clap["mAP_mean"] == pytest.approx(0.25)
     assert clap["mAP_std"] == pytest.approx(0.0707107, rel=1e-5)  # sample std of 0.2, 0.3
     assert clap["NDS_mean"] == pytest.approx(0.35)
+    cell = report["cells"][0]
+    assert {k: cell[k] for k in ("method", "protocol", "fraction", "seed", "mAP", "NDS")} == {
+        "method": "scratch", "protocol": "finetune", "fraction": 1.0, "seed": 0, "mAP": 0.10,
+        "NDS": pytest.approx(0.20)}
+    assert report["signal"]["finetune"]["scratch_mAP"] == pytest.approx(0.12)
+    gain = next(g for g in report["gains"] if g["method"] == "clap" and g["metric"] == "mAP")
+    assert gain["mean"] == pytest.approx(0.13)  # (0.2 - 0.1 + 0.3 - 0.14) / 2
+    assert gain["num_pairs"] == 2
     table = (tmp_path / "comparison.md").read_text()
     assert "| CLAP (curvature + prototypes) | 25.00 +- 7.07 | 35.00 +- 7.07 |" in table
     assert "| From scratch | 12.00 +- 2.83 | 22.00 +- 2.83 |" in table
+    assert "Significant at 95%:" in table
+    # scratch at 12% < 25%, largest std 7.07 > (25 - 12) / 3
+    assert "Signal at 100% labels: scratch mAP 12.00 (needs >= 25.00), largest row std 7.07 vs " \
+        "a third of the spread between rows 4.33 (mAP, %): NOT met." in table
+    assert (tmp_path / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     second = FakeRunner()
     run(tmp_path, second)
     assert second.commands == []  # every cell finished: nothing runs again
 
     third = FakeRunner()  # a new seed: only its fine-tunings run, pre-trainings are reused
-    FAKE_MAP.update({("scratch", 2): 0.1, ("clap", 2): 0.2, ("unipad_merge", 2): 0.1})
-    compare_methods.main(["--preset", "small", "--output", str(tmp_path), "--seeds", "2",
-                          "--methods", "scratch", "unipad_merge", "clap"], runner=third)
+    run(tmp_path, third, seeds=("2",))
     assert [option(c, "SEED") for c in third.commands] == ["2", "2", "2"]
 
 
 def test_single_seed_table_shows_the_mean_without_a_spread(tmp_path):
-    compare_methods.main(["--preset", "small", "--output", str(tmp_path), "--seeds", "0",
-                          "--methods", "scratch", "clap"], runner=FakeRunner())
+    run(tmp_path, FakeRunner(), methods=("scratch", "clap"), seeds=("0",))
     table = (tmp_path / "comparison.md").read_text()
     assert "| From scratch | 10.00 | 20.00 |" in table
     assert "| CLAP (curvature + prototypes) | 20.00 | 30.00 |" in table
     assert "+-" not in table
+    assert "fewer than 2 seeds paired" in table
 
 
 def test_refuses_finished_cells_of_another_iteration_count(tmp_path):
     run(tmp_path, FakeRunner(), methods=("scratch",))
     with pytest.raises(ValueError, match="same iterations"):
         run(tmp_path, FakeRunner(), methods=("scratch",), extra=("--finetune-iters", "7"))
+
+
+def test_refuses_finished_cells_of_another_labelled_subset(tmp_path):
+    run(tmp_path, FakeRunner(), methods=("scratch",), seeds=("0",))
+    preset = compare_methods.get_preset("small")
+    preset.protocols, preset.seeds, preset.labelled_fraction = ["finetune"], [0], 0.5
+    with pytest.raises(ValueError, match="TRAIN_FRACTION 1, this comparison uses 0.5"):
+        compare_methods.Comparison(preset, str(tmp_path), ["scratch"], runner=FakeRunner()).run(
+            progress=False)
+
+
+def test_refuses_a_finished_pretraining_of_another_iteration_count(tmp_path):
+    run(tmp_path, FakeRunner(), methods=("clap",), seeds=("0",))
+    # new fine-tuning cells (another seed) reuse the CLAP pre-training: it must match
+    with pytest.raises(ValueError, match="model_final.pth was trained for 30 iterations.*uses 50"):
+        run(tmp_path, FakeRunner(), methods=("clap",), seeds=("1",),
+            extra=("--pretrain-iters", "50"))
+    os.remove(tmp_path / "pretrain" / "clap" / "stage.json")  # a run of unknown length
+    with pytest.raises(ValueError, match="unrecorded number of iterations"):
+        run(tmp_path, FakeRunner(), methods=("clap",), seeds=("1",))
+
+
+def test_unipad_recipe_fine_tunes_both_single_modal_detectors_then_the_merged_fusion(tmp_path):
+    runner = FakeRunner()
+    run(tmp_path, runner, methods=("unipad",), seeds=("0",))
+
+    assert scripts_of(runner) == [
+        "projects/single_modal/train_net.py",  # LiDAR-only pre-training
+        "tools/train_net.py",  # LiDAR-only detector
+        "projects/single_modal/train_net.py",  # camera-only pre-training
+        "tools/train_net.py",  # camera-only detector
+        "projects/single_modal/tools/merge_weights.py",
+        "tools/train_net.py",  # the fusion detector
+    ]
+    lidar, camera, merge, fusion = (runner.commands[i] for i in (1, 3, 4, 5))
+    cell = os.path.join(str(tmp_path), "finetune", "unipad", "fraction_1", "seed_0")
+    for command, modality, source in ((lidar, "lidar", "lidar_only"),
+                                      (camera, "camera", "camera_only")):
+        assert option(command, "MODEL.MODALITIES") == f"['{modality}']"
+        assert option(command, "MODEL.PRETRAINED_ENCODERS") == os.path.join(
+            str(tmp_path), "pretrain", source, "model_final.pth")
+        assert option(command, "OUTPUT_DIR") == os.path.join(cell, f"{modality}_detector")
+        # the same labels, seed and iterations as the cell
+        assert option(command, "SOLVER.MAX_ITER") == option(fusion, "SOLVER.MAX_ITER") == "100"
+        assert option(command, "DATASETS.TRAIN_FRACTION") == "1"
+        assert option(command, "SEED") == "0"
+    assert "--with-lidar-head" in merge
+    assert option(merge, "--lidar") == os.path.join(cell, "lidar_detector", "model_final.pth")
+    assert option(merge, "--camera") == os.path.join(cell, "camera_detector", "model_final.pth")
+    assert option(fusion, "MODEL.WEIGHTS") == option(merge, "--output")
+    assert option(fusion, "MODEL.PRETRAINED_ENCODERS") == ""
+    assert option(fusion, "OUTPUT_DIR") == cell
+
+
+def test_probe_cells_share_a_feature_cache_per_method_and_skip_single_modal_methods(tmp_path):
+    runner = FakeRunner()
+    report = run(tmp_path, runner, methods=("scratch", "lidar_only", "unipad", "clap"),
+                 protocols=("probe",), extra=("--probe-iters", "40"))
+
+    probes = [c for c in runner.commands
+              if c[1].endswith(os.path.join("projects", "probe", "train_net.py"))]
+    assert [option(c, "OUTPUT_DIR").split(os.sep)[-3] for c in probes] == \
+        ["scratch", "scratch", "clap", "clap"]
+    assert {option(c, "SOLVER.MAX_ITER") for c in probes} == {"40"}
+    assert {option(c, "PROBE.CACHE_DIR") for c in probes} == {
+        os.path.join(str(tmp_path), "probe_cache", m) for m in ("scratch", "clap")}
+    assert option(probes[0], "MODEL.PRETRAINED_ENCODERS") == ""  # frozen random encoders
+    assert option(probes[2], "MODEL.PRETRAINED_ENCODERS").endswith(
+        os.path.join("clap", "model_final.pth"))
+    assert {e["method"] for e in report["summary"]} == {"scratch", "clap"}
+    assert all(c["protocol"] == "probe" for c in report["cells"])
+    table = (tmp_path / "comparison.md").read_text()
+    assert "Probe (frozen LiDAR and image backbones" in table
+    assert "| From scratch (frozen random backbones) | 13.00 +- 2.83 |" in table
+
+
+def test_cpu_preset_generates_its_world_once_and_trains_on_label_fractions(tmp_path):
+    preset = compare_methods.get_preset("cpu")
+    assert len(preset.fractions) >= 2 and len(preset.seeds) >= 3
+    assert set(preset.protocols) == {"finetune", "probe"}
+    assert preset.world["--scenes"] >= 40
+    estimate = compare_methods.estimate_seconds(preset)
+    assert estimate["total"] <= 3 * 3600
+
+    runner = FakeRunner(CPU_TEST)
+    argv = ["--preset", "cpu", "--output", str(tmp_path), "--methods", "scratch", "clap",
+            "--seeds", "0"]
+    compare_methods.main(argv, runner=runner, progress=False)
+    generator = runner.commands[0]
+    assert generator[1].endswith("make_synthetic_nuscenes.py")
+    assert option(generator, "--out") == os.path.join(str(tmp_path), "data")
+    assert option(generator, "--scenes") == "50"
+    trainings = runner.commands[1:]
+    assert all(option(c, "DATASETS.ROOT") == os.path.join(str(tmp_path), "data")
+               for c in trainings)
+    assert all(option(c, "DATASETS.TRAIN") == "['nuscenes_v1.0-trainval_train']"
+               for c in trainings)
+    detectors = [c for c in trainings if "SEED" in c]
+    assert sorted({option(c, "DATASETS.TRAIN_FRACTION") for c in detectors}) == ["0.025", "0.25"]
+    assert {option(c, "DATASETS.TEST") for c in detectors} == {f"['{CPU_TEST}']"}
+
+    again = FakeRunner(CPU_TEST)
+    compare_methods.main(argv, runner=again, progress=False)
+    assert again.commands == []  # the world and every cell exist
+
+
+def test_progress_line_counts_cells_with_an_eta(tmp_path, capsys):
+    compare_methods.main(["--preset", "small", "--output", str(tmp_path), "--seeds", "0", "1",
+                          "--methods", "scratch", "--protocols", "finetune"],
+                         runner=FakeRunner(), progress=True)
+    err = capsys.readouterr().err
+    assert "cells: 100%" in err and "2/2" in err and "<" in err  # elapsed<remaining
+
+
+def test_every_pretraining_sees_the_detectors_sweeps():
+    """Equal inputs: each pre-training with a LiDAR encoder merges as many earlier sweeps as the
+    detector. The camera-only run is the exception by design: its points only choose pixels
+    and give depths (projects/single_modal/README.md)."""
+    from clap.config import get_cfg
+
+    preset = compare_methods.get_preset("small")  # the cpu preset's pre-trainings too
+    detector = get_cfg()
+    detector.merge_from_file(os.path.join(compare_methods.ROOT, preset.detection_config))
+    for method, (_, config_file, extra) in preset.pretrain_configs.items():
+        if method == "camera_only":
+            continue
+        cfg = get_cfg()
+        cfg.set_new_allowed(True)
+        cfg.merge_from_file(os.path.join(compare_methods.ROOT, config_file))
+        cfg.merge_from_list(list(extra))
+        assert cfg.INPUT.NUM_SWEEPS == detector.INPUT.NUM_SWEEPS, method
 
 
 def test_small_preset_curvature_pretrainings_sample_by_curvature():
@@ -138,3 +300,59 @@ def test_small_preset_curvature_pretrainings_sample_by_curvature():
         assert cfg.MODEL.RAY_SAMPLER.NAME == "Curvature"
         warmup_iters = cfg.MODEL.RAY_SAMPLER.WARMUP_EPOCHS * 80 / cfg.SOLVER.IMS_PER_BATCH
         assert warmup_iters < preset.pretrain_iters
+
+
+# ---------------------------------------------------------------------------------- statistics
+def test_mean_std_is_the_sample_standard_deviation():
+    assert mean_std([1.0, 2.0, 3.0, 4.0]) == pytest.approx((2.5, math.sqrt(5.0 / 3.0)))
+    assert mean_std([0.3]) == (0.3, 0.0)
+    with pytest.raises(ValueError):
+        mean_std([])
+
+
+def test_paired_difference_uses_the_t_interval_of_the_per_seed_differences():
+    # differences 1, 2, 3 (baseline varies a lot, pairs move together)
+    treatment = {0: 11.0, 1: 52.0, 2: 33.0}
+    baseline = {0: 10.0, 1: 50.0, 2: 30.0, 7: 99.0}  # seed 7 has no pair
+    result = paired_difference(treatment, baseline)
+    assert result.num_pairs == 3
+    assert result.mean == pytest.approx(2.0)
+    # t_{0.975, 2} = 4.302653, standard error 1 / sqrt(3)
+    half = 4.302653 / math.sqrt(3.0)
+    assert (result.low, result.high) == pytest.approx((2.0 - half, 2.0 + half), rel=1e-6)
+    # t = 2 / (1 / sqrt(3)) = 3.464 on 2 degrees of freedom: p = 0.0742, the interval holds 0
+    assert result.p_value == pytest.approx(0.074180, rel=1e-4)
+    assert not result.significant
+
+
+def test_signal_check_needs_a_strong_scratch_row_and_rows_apart():
+    def entry(method, mean, std, fraction=1.0):
+        return {"method": method, "fraction": fraction, "mAP_mean": mean, "mAP_std": std}
+
+    good = compare_methods.signal_check([entry("scratch", 0.30, 0.01), entry("clap", 0.36, 0.015),
+                                         entry("scratch", 0.01, 0.05, fraction=0.1)])
+    assert good["fraction"] == 1.0 and good["scratch_ok"] and good["spread_ok"]
+    assert good["spread"] == pytest.approx(0.06)
+    noisy = compare_methods.signal_check([entry("scratch", 0.30, 0.03), entry("clap", 0.36, 0.01)])
+    assert noisy["scratch_ok"] and not noisy["spread_ok"]  # 0.03 > 0.06 / 3
+    weak = compare_methods.signal_check([entry("scratch", 0.20, 0.0), entry("clap", 0.40, 0.0)])
+    assert not weak["scratch_ok"] and weak["spread_ok"]
+    assert compare_methods.format_signal(good).endswith(": met.")
+    assert compare_methods.format_signal(weak).endswith(": NOT met.")
+
+
+def test_significance_follows_the_interval():
+    strong = paired_difference({0: 1.1, 1: 1.2, 2: 1.15}, {0: 1.0, 1: 1.1, 2: 1.06})
+    assert strong.low > 0 and strong.significant and strong.p_value < 0.05
+    noisy = paired_difference({0: 1.3, 1: 0.9, 2: 1.1}, {0: 1.0, 1: 1.1, 2: 1.0})
+    assert noisy.low < 0 < noisy.high and not noisy.significant and noisy.p_value > 0.05
+    worse = paired_difference({0: 0.5, 1: 0.6, 2: 0.55}, {0: 1.0, 1: 1.1, 2: 1.0})
+    assert worse.high < 0 and worse.significant
+    single = paired_difference({0: 2.0}, {0: 1.0})
+    assert single.mean == 1.0 and math.isnan(single.low) and not single.significant
+    constant = paired_difference({0: 2.0, 1: 3.0}, {0: 1.0, 1: 2.0})
+    assert (constant.low, constant.high, constant.significant) == (1.0, 1.0, True)
+    with pytest.raises(ValueError, match="No common seed"):
+        paired_difference({0: 1.0}, {1: 1.0})
+    with pytest.raises(ValueError, match="confidence"):
+        paired_difference({0: 1.0}, {0: 1.0}, confidence=1.5)

@@ -84,3 +84,56 @@ def test_camera_missing_from_sample(tmp_path):
     cfg = small_cfg(root, tmp_path / "c", INPUT__CAMERAS=["CAM_FRONT", "CAM_TOP"])
     with pytest.raises(KeyError, match=f"{FRAME_SAMPLE_TOKEN} has no camera CAM_TOP"):
         build_mapper(cfg, is_train=False)(dataset_dict)
+
+
+def _collect_warnings(logger_name):
+    """A handler collecting the warnings of `logger_name` (remove it with removeHandler)."""
+    import logging
+
+    class Collect(logging.Handler):
+        messages = []
+
+        def emit(self, record):
+            self.messages.append(record.getMessage())
+
+    handler = Collect(logging.WARNING)
+    logging.getLogger(logger_name).addHandler(handler)
+    return handler
+
+
+def test_empty_key_frame_point_cloud_is_named_and_left_out_of_training(tmp_path):
+    import copy
+    import logging
+
+    from clap.data.build import build_train_loader
+
+    root, good = _frame_copy_dict(tmp_path)
+    empty_path = tmp_path / "empty.pcd.bin"
+    empty_path.write_bytes(b"")
+    empty = copy.deepcopy(good)
+    empty.update(sample_token="token-of-the-empty-frame", lidar_path=str(empty_path))
+    cfg = small_cfg(root, tmp_path / "c", INPUT__NUM_SWEEPS=0, DATALOADER__NUM_WORKERS=0,
+                    SOLVER__IMS_PER_BATCH=1)
+
+    # evaluation keeps the sample and warns when it is read
+    handler = _collect_warnings("clap.data.mapper")
+    try:
+        sample = build_mapper(cfg, is_train=False)(empty)
+    finally:
+        logging.getLogger("clap.data.mapper").removeHandler(handler)
+    assert sample["points"].shape[0] == 0
+    assert any("token-of-the-empty-frame" in m and str(empty_path) in m and "empty" in m
+               for m in handler.messages)
+
+    # training leaves it out: warned with file and token, and counted
+    handler = _collect_warnings("clap.data.build")
+    try:
+        loader = build_train_loader(cfg, dataset=[empty, good, empty])
+    finally:
+        logging.getLogger("clap.data.build").removeHandler(handler)
+    assert len(loader.dataset) == 1
+    assert sum("token-of-the-empty-frame" in m and str(empty_path) in m
+               for m in handler.messages) == 2
+    assert any("Skipped 2 of 3 training samples" in m for m in handler.messages)
+    with pytest.raises(ValueError, match="empty key-frame point cloud"):
+        build_train_loader(cfg, dataset=[empty])

@@ -8,7 +8,7 @@ import torch
 from nuscenes_frame_helpers import FRAME_ROOT, FRAME_VERSION, copy_frame, small_cfg
 
 from clap.data.box_ops import points_in_boxes
-from clap.data.datasets.nuscenes import load_nuscenes_dicts
+from clap.data.datasets.nuscenes import CAMERA_CHANNELS, load_nuscenes_dicts
 from clap.data.mapper import build_mapper, load_lidar_points
 from clap.utils.visualizer import project_points
 
@@ -61,7 +61,7 @@ def test_points_project_to_the_same_pixel_and_stay_in_their_boxes(
 
     height, width = cfg.INPUT.IMAGE_SIZE
     checked = 0
-    for index, name in enumerate(cfg.INPUT.CAMERAS):
+    for index, name in enumerate(CAMERA_CHANNELS):
         before, depth_before = project_points(original, frame_dict["cameras"][name]["lidar2img"])
         after, depth_after = project_points(augmented, sample["lidar2img"][index].double().numpy())
         image_aug = sample["image_aug_matrix"][index].double().numpy()

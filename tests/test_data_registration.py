@@ -20,6 +20,7 @@ import clap.data.datasets.nuscenes as nuscenes_data
 from clap.data.box_ops import boxes_lidar_to_global
 from clap.data.catalog import DatasetCatalog
 from clap.data.datasets.nuscenes import (
+    CAMERA_CHANNELS,
     CATEGORY_TO_DETECTION_CLASS,
     DETECTION_CLASSES,
     available_splits,
@@ -56,7 +57,7 @@ def test_register_from_config_names_and_dict_contents(tmp_path):
     (sample,) = DatasetCatalog.get("nuscenes_v1.0-mini_mini_train")
     assert sample["sample_token"] == FRAME_SAMPLE_TOKEN
     assert os.path.isfile(sample["lidar_path"]) and sample["sweeps"] == []
-    assert sorted(sample["cameras"]) == sorted(cfg.INPUT.CAMERAS)
+    assert sorted(sample["cameras"]) == sorted(CAMERA_CHANNELS)
     for camera in sample["cameras"].values():
         assert os.path.isfile(camera["path"]) and camera["image_size"] == (900, 1600)
         projection = np.eye(4)

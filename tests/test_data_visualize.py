@@ -7,7 +7,15 @@ import cv2
 import numpy as np
 from nuscenes_frame_helpers import FRAME_ROOT, FRAME_SAMPLE_TOKEN
 
-from clap.utils.visualizer import draw_bev, draw_points_on_image, image_grid
+from clap.data.box_ops import box_corners
+from clap.data.classes import DETECTION_CLASSES
+from clap.utils.visualizer import (
+    CLASS_COLORS,
+    draw_bev,
+    draw_points_on_image,
+    ego_forward_angle,
+    image_grid,
+)
 
 _REPO = Path(__file__).resolve().parent.parent
 
@@ -32,7 +40,8 @@ def test_points_are_drawn_where_they_project():
 def test_bev_draws_points_and_box_outlines():
     points = np.array([[10.0, 0.0, 0.0]])
     boxes = np.array([[-10.0, 5.0, 0.0, 4.0, 2.0, 1.5, 0.0, 0.0, 0.0]])
-    bev = draw_bev(points, boxes, np.array([0]), (-20, -20, -5, 20, 20, 3), pixels_per_meter=2)
+    outlines = box_corners(boxes)[:, :4, :2]
+    bev = draw_bev(points, outlines, CLASS_COLORS[[0]], (-20, -20, -5, 20, 20, 3), 2)
     assert bev.shape == (80, 80, 3)
     assert bev[20, 40].any()  # x = 10 m ahead: 20 pixels below the top, centre column
     # The box spans rows 56-64 and columns 28-32, outlined in the car colour (orange).
@@ -42,6 +51,38 @@ def test_bev_draws_points_and_box_outlines():
     assert bev[57:61, 30].any(axis=1).all() and not bev[62, 30].any()
     turned = draw_bev(points, None, None, (-20, -20, -5, 20, 20, 3), 2, up_direction=np.pi / 2)
     assert turned[40, 60].any()  # with +y up, the point at +x is drawn to the right
+    # The ego: a white triangle at the origin pointing up; the x axis arrow (red) points up
+    # from the bottom-left corner in the default view and to the right in the turned one.
+    assert tuple(bev[38, 40]) == (255, 255, 255) and tuple(turned[38, 40]) == (255, 255, 255)
+    def reddish(pixels):
+        return bool(((pixels[:, 0] > 150) & (pixels[:, 0] > 2 * pixels[:, 1])).any())
+
+    assert reddish(bev[56:62, 16]) and not reddish(bev[64, 20:25])
+    assert reddish(turned[64, 20:25]) and not reddish(turned[56:62, 16])
+
+
+def test_ego_forward_angle_follows_the_mounting_and_the_augmentation():
+    # nuScenes-like mounting: the LiDAR's +y is the ego's forward direction.
+    lidar2ego = np.eye(4)
+    lidar2ego[:3, :3] = [[0, 1, 0], [-1, 0, 0], [0, 0, 1]]
+    assert np.isclose(ego_forward_angle(None, lidar2ego), np.pi / 2)
+    turn = np.eye(4)
+    turn[:2, :2] = [[0, -1], [1, 0]]  # +90 degrees about z
+    assert np.isclose(abs(ego_forward_angle(turn, lidar2ego)), np.pi)
+
+
+def test_visualizer_stays_below_the_data_layer():
+    """clap.utils.visualizer draws arrays; it imports nothing of clap.data."""
+    import subprocess
+    import sys
+
+    code = "import sys, clap.utils.visualizer; print([m for m in sys.modules if 'clap.data' in m])"
+    out = subprocess.run([sys.executable, "-c", code], cwd=_REPO, capture_output=True, text=True)
+    assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_class_colors_cover_every_detection_class():
+    assert len(CLASS_COLORS) == len(DETECTION_CLASSES)
 
 
 def test_image_grid_layout():

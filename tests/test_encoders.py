@@ -1,5 +1,7 @@
 """LiDAR encoder, image backbone, camera-to-voxel lift and fusion on tiny inputs."""
 
+import os
+
 import pytest
 import torch
 
@@ -19,7 +21,8 @@ from clap.modeling.image_backbone import (
     normalize_images,
 )
 from clap.modeling.lidar_backbone import sample_block_mask, stage_strides
-from clap.modeling.view_transform import sample_depth_probability, sample_volume_features
+from clap.modeling.view_transform import sample_volume_features
+from tests.test_configs_merge import ROOT, default_tree_for
 
 
 def tiny_cfg():
@@ -133,6 +136,7 @@ def test_lidar_encoder_masking_only_in_training():
 
 def test_resnet_fpn_output_shapes():
     cfg = tiny_cfg()
+    cfg.MODEL.IMAGE_BACKBONE.FPN.OUT_FEATURES = ["p2", "p3", "p4", "p5"]
     backbone = build_image_backbone(cfg).eval()
     assert isinstance(backbone, ResNetFPN)
     images = torch.rand(2, 3, 64, 96) * 255
@@ -142,6 +146,26 @@ def test_resnet_fpn_output_shapes():
     for name, feature in features.items():
         spec = shapes[name]
         assert feature.shape == (2, spec.channels, 64 // spec.stride, 96 // spec.stride)
+
+
+def test_resnet_fpn_builds_only_the_levels_the_lift_reads_and_each_gets_a_gradient():
+    cfg = tiny_cfg()  # ResNet stages res2..res5, the lift reads p3
+    backbone = build_image_backbone(cfg)
+    assert list(backbone.output_shape()) == ["p3"]
+    assert backbone.fpn.in_features == ["res3", "res4", "res5"]  # res2 has no lateral conv
+    assert len(backbone.fpn.output_convs) == 1
+    features = backbone(torch.randn(1, 3, 64, 96))
+    assert list(features) == ["p3"] and features["p3"].shape == (1, 8, 8, 12)
+    features["p3"].sum().backward()
+    assert [n for n, p in backbone.named_parameters() if p.grad is None] == []
+
+    cfg.MODEL.VIEW_TRANSFORM.IN_FEATURES = ["p3", "p5"]
+    assert list(build_image_backbone(cfg).output_shape()) == ["p3", "p5"]
+    cfg.MODEL.IMAGE_BACKBONE.FPN.OUT_FEATURES = ["p4"]  # an explicit choice wins
+    assert list(build_image_backbone(cfg).output_shape()) == ["p4"]
+    cfg.MODEL.IMAGE_BACKBONE.FPN.OUT_FEATURES = ["p6"]
+    with pytest.raises(ValueError, match="p6"):
+        build_image_backbone(cfg)
 
 
 def test_resnet50_stage_channels():
@@ -255,6 +279,29 @@ def test_backbone_masks_only_in_training():
     assert mask is None
 
 
+# (LiDAR, image) masking rate per method config: CLAP's paper rate 0.9 for both modalities,
+# UniPAD's 0.8 / 0.3 for the single-modal baselines, none for detection.
+MASK_RATIOS = {
+    "configs/nuscenes/clap.yaml": (0.9, 0.9),
+    "configs/synthetic/clap_cpu.yaml": (0.9, 0.9),
+    "projects/single_modal/configs/nuscenes/lidar_only.yaml": (0.8, 0.3),
+    "projects/single_modal/configs/nuscenes/camera_only.yaml": (0.8, 0.3),
+    "projects/single_modal/configs/synthetic/lidar_only_cpu.yaml": (0.8, 0.3),
+    "projects/single_modal/configs/synthetic/camera_only_cpu.yaml": (0.8, 0.3),
+    "configs/nuscenes/detection.yaml": (0.0, 0.0),
+    "configs/synthetic/detection_cpu.yaml": (0.0, 0.0),
+}
+
+
+@pytest.mark.parametrize("config", sorted(MASK_RATIOS))
+def test_masking_rates_of_the_method_configs(config):
+    path = os.path.join(ROOT, config)
+    cfg = default_tree_for(path)
+    cfg.merge_from_file(path)
+    rates = (cfg.MODEL.LIDAR_BACKBONE.MASK_RATIO, cfg.MODEL.IMAGE_BACKBONE.MASK_RATIO)
+    assert rates == MASK_RATIOS[config]
+
+
 # ------------------------------------------------------------------------------------------
 # Camera-to-voxel lift
 # ------------------------------------------------------------------------------------------
@@ -306,17 +353,6 @@ def test_sampling_at_projected_cell_centre_is_exact_and_outside_is_zero():
     expected = (fmap0[:, target_i, target_j] + (1000 - fmap0[:, target_i, target_j])) / 2
     torch.testing.assert_close(features[0, :, 0], expected)
     assert features[0, :, 1:].abs().sum() == 0
-
-
-def test_depth_probability_picks_the_bin_of_the_point_depth():
-    stride, (height, width) = 1, (4, 4)
-    bins, depth_range = 4, (0.0, 8.0)  # bin centres at 1, 3, 5, 7 m
-    probs = torch.zeros(1, bins, height, width)
-    probs[:, 2] = 1.0  # every pixel: all mass at 5 m
-    uv = torch.tensor([[[[1.5, 2.5], [1.5, 2.5], [1.5, 2.5]]]])
-    depth = torch.tensor([[[5.0, 3.0, 4.0]]])
-    weight = sample_depth_probability(probs, stride, uv, depth, depth_range)
-    torch.testing.assert_close(weight, torch.tensor([[[1.0, 0.0, 0.5]]]))
 
 
 def test_lift_module_shapes_and_invisible_cells_are_zero():

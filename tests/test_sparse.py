@@ -1,4 +1,4 @@
-"""Sparse conv ops: pure-torch backend against dense conv3d, torchsparse against pure torch."""
+"""Sparse conv ops: pure-torch backend against dense conv3d, torchsparse and spconv against it."""
 
 import pytest
 import torch
@@ -13,6 +13,7 @@ from clap.layers.sparse import (
     kernel_offsets,
     resolve_sparse_backend,
     sparse_weight_to_dense,
+    spconv_available,
     torchsparse_available,
 )
 
@@ -185,10 +186,13 @@ def test_backend_resolution():
     assert resolve_sparse_backend("torch") == "torch"
     assert resolve_sparse_backend("auto", "cpu") == "torch"
     with pytest.raises(ValueError, match="SPARSE_BACKEND"):
-        resolve_sparse_backend("spconv")
+        resolve_sparse_backend("minkowski")
     if not torchsparse_available():
         with pytest.raises(ImportError, match="torchsparse"):
             resolve_sparse_backend("torchsparse")
+    if not spconv_available():
+        with pytest.raises(ImportError, match="spconv"):
+            resolve_sparse_backend("spconv")
 
 
 def test_sparse_batch_norm_single_cell_uses_running_stats():
@@ -199,11 +203,10 @@ def test_sparse_batch_norm_single_cell_uses_running_stats():
     assert torch.equal(bn.running_mean, torch.zeros(2))
 
 
+@pytest.mark.cuda
 def test_torchsparse_backend_matches_pure_torch():
     if not torchsparse_available():
         pytest.skip("torchsparse is not importable (optional backend, built from source)")
-    if not torch.cuda.is_available():
-        pytest.skip("torchsparse's strided convs need CUDA")
     device = "cuda"
     x = random_sparse((10, 8, 6), batch_size=2, channels=4, occupancy=0.2, dtype=torch.float32)
     coords = x.coords.to(device)
@@ -231,3 +234,45 @@ def test_torchsparse_backend_matches_pure_torch():
     torch.testing.assert_close(candidate[2], reference[2], atol=1e-4, rtol=1e-4)
     for got, expected in zip(candidate[3], reference[3]):
         torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def _encoder_chain(kernel_size):
+    """Submanifold, strided, submanifold and inverse convs: every op of the adapters."""
+    return torch.nn.ModuleList(
+        [SubMConv3d(4, 8, kernel_size), SparseConv3d(8, 8, 3, (2, 2, 1)), SubMConv3d(8, 8),
+         SparseInverseConv3d(8, 4, 3, (2, 2, 1))]
+    )
+
+
+def _run_chain(modules, x: SparseTensor, backend: str):
+    fine = modules[0](SparseTensor(x.feats, x.coords, x.spatial_shape, x.batch_size,
+                                   backend=backend))
+    coarse = modules[2](modules[1](fine))
+    return coarse, modules[3](coarse, fine)
+
+
+@pytest.mark.parametrize("kernel_size", [3, (3, 1, 5)])
+def test_spconv_forward_matches_pure_torch(kernel_size):
+    if not spconv_available():
+        pytest.skip("spconv is not importable (optional backend: the spconv 2.x wheel, "
+                    "e.g. `pip install spconv` on the CPU)")
+    x = random_sparse((10, 8, 6), batch_size=2, channels=4, occupancy=0.2, dtype=torch.float32)
+    x = x.replace_feats(x.feats.detach())
+    modules = _encoder_chain(kernel_size)
+    with torch.no_grad():  # spconv's CPU build has no backward
+        reference = _run_chain(modules, x, "torch")
+        candidate = _run_chain(modules, x, "spconv")
+    coarse, out = candidate
+    assert coarse.spatial_shape == reference[0].spatial_shape
+    assert torch.equal(out.coords, x.coords)
+    torch.testing.assert_close(coarse.to_dense(), reference[0].to_dense(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.feats, reference[1].feats, atol=1e-5, rtol=1e-5)
+
+
+def test_spconv_on_cpu_with_gradients_is_an_error():
+    if not spconv_available():
+        pytest.skip("spconv is not importable (optional backend)")
+    x = random_sparse((6, 6, 6), batch_size=1, channels=2, dtype=torch.float32)
+    spconv_x = SparseTensor(x.feats, x.coords, x.spatial_shape, 1, backend="spconv")
+    with pytest.raises(RuntimeError, match="SPARSE_BACKEND 'spconv' on the CPU"):
+        SubMConv3d(2, 2)(spconv_x)

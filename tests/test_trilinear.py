@@ -60,6 +60,28 @@ def test_gradcheck_and_gradgradcheck(smooth, padding_mode):
     assert torch.autograd.gradgradcheck(sample, (volume, points))
 
 
+def test_matches_grid_sample_through_the_double_backward():
+    """Values, normals (create_graph) and second-order gradients equal grid_sample's."""
+    generator = torch.Generator().manual_seed(3)
+    volume = torch.randn(1, 4, 3, 5, 4, dtype=torch.float64, generator=generator)
+    points = torch.rand(1, 60, 3, dtype=torch.float64, generator=generator) * 2.2 - 1.1
+    weighting = torch.randn(4, dtype=torch.float64, generator=generator)
+
+    def derivatives(sample):
+        v, p = volume.clone().requires_grad_(True), points.clone().requires_grad_(True)
+        value = (sample(v, p) * weighting).sum(-1)
+        (normal,) = torch.autograd.grad(value.sum(), p, create_graph=True)
+        loss = (normal.norm(dim=-1) - 1).pow(2).sum() + value.pow(2).sum()
+        return (value, normal, *torch.autograd.grad(loss, (v, p)))
+
+    try:
+        references = derivatives(lambda v, p: _grid_sample(v, p, "border"))
+    except RuntimeError as error:  # e.g. torch 2.4: grid_sampler_3d_backward is not differentiable
+        pytest.skip(f"grid_sample has no double backward in torch {torch.__version__}: {error}")
+    for ours, reference in zip(derivatives(trilinear_sample), references):
+        torch.testing.assert_close(ours, reference, atol=1e-10, rtol=1e-10)
+
+
 def test_smoothstep_has_curvature_along_an_axis():
     # Values grow along x (cell values 0..7, x fastest), so the field changes along x.
     volume = torch.arange(8, dtype=torch.float64).view(1, 1, 2, 2, 2)

@@ -173,6 +173,20 @@ if TEST_NAME not in DatasetCatalog:
     DatasetCatalog.register(TEST_NAME, lambda: make_tiny_dicts(10, seed=2))
 
 
+def hook_states_without_wall_clock(hook_states: dict) -> dict:
+    """A checkpoint's hook states without the wall-clock scalars ("time", "data_time") among
+    PeriodicWriter's recent values: what two equal runs share."""
+    states = {name: dict(state) for name, state in hook_states.items()}
+    writer = states.get("PeriodicWriter")
+    if writer is not None:
+        writer["recent_scalars"] = {
+            name: values
+            for name, values in writer["recent_scalars"].items()
+            if name not in ("time", "data_time")
+        }
+    return states
+
+
 def tiny_train_command(output_dir, *opts, resume=False, num_gpus=1, config_file=None):
     """The command line running tests/tiny_train_net.py (as tools/train_net.py would run)."""
     here = os.path.dirname(os.path.abspath(__file__))

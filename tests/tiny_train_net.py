@@ -16,21 +16,8 @@ torch.set_num_threads(1)  # small and reproducible: the same kernels in every ru
 
 import train_net  # noqa: E402
 
-from clap.engine import default_argument_parser, launch  # noqa: E402
+from clap.engine import launch_main  # noqa: E402
 from tests.tiny_model import TinyTrainer  # noqa: E402
 
-
-def invoke_main() -> None:
-    args = default_argument_parser().parse_args()
-    launch(
-        train_net.main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args, TinyTrainer),
-    )
-
-
 if __name__ == "__main__":
-    invoke_main()
+    launch_main(train_net.main, TinyTrainer)

@@ -57,7 +57,7 @@ def main(argv=None):
     mode = "inference" if args.test_mapper else "training"
     print(
         f"{len(dataset_dicts)} distinct samples, image size {tuple(cfg.INPUT.IMAGE_SIZE)}, "
-        f"{len(cfg.INPUT.CAMERAS)} cameras, {mode} mapper"
+        f"{len(mapper.camera_names(dataset_dicts[0]))} cameras, {mode} mapper"
     )
     print(f"{'workers':>8} {'batch':>6} {'samples':>8} {'seconds':>8} {'samples/s':>10}")
     for num_workers in (int(v) for v in args.workers.split(",")):

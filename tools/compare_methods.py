@@ -1,22 +1,29 @@
 #!/usr/bin/env python
-"""Pre-train every method, fine-tune a DetectionModel from its encoders, and compare them.
+"""Pre-train every method, train detectors from its encoders under two protocols, compare them.
 
-For each method (scratch, LiDAR-only and camera-only rendering, their UniPAD-style merge, SimIPU,
-CLAP with joint uniform sampling, CLAP with curvature sampling, full CLAP):
+For each method (scratch, LiDAR-only and camera-only rendering, their merge, the UniPAD recipe,
+SimIPU, CLAP with joint uniform sampling, CLAP with curvature sampling, full CLAP):
 
-1. pre-train once (or reuse `<output>/pretrain/<method>/model_final.pth` when it exists),
-2. for every label fraction and seed, fine-tune the detector from the pre-trained encoders
-   (`MODEL.PRETRAINED_ENCODERS`) with the same number of iterations for every method, and score
-   it on the test split with nuscenes-devkit's DetectionEval,
-3. write `<output>/comparison.md` (mean +- std of mAP and NDS per method and fraction) and
-   `<output>/comparison.json` (every cell and the aggregates).
+1. pre-train once (or reuse `<output>/pretrain/<method>/model_final.pth` when it was trained for
+   the same number of iterations),
+2. for every protocol, label fraction and seed, train a DetectionModel and score it on the test
+   split with nuscenes-devkit's DetectionEval, with the same number of iterations for every
+   method:
+   - `finetune`: the whole detector, initialised from the pre-trained encoders;
+   - `probe`: the pre-trained LiDAR and image backbones frozen, their features computed once
+     per frame and cached, only the layers after them trained (projects/probe),
+3. write `<output>/comparison.md` (mean +- std per method, protocol and fraction; the gain over
+   scratch with a 95% confidence interval paired by seed; which gains are significant),
+   `<output>/comparison.json` (every cell and the aggregates) and `<output>/comparison.png`.
 
-Every stage is a subprocess of the method's training entry point with KEY VALUE overrides, in its
-own OUTPUT_DIR, its console output in `<stage dir>/stage.log`. The run is resumable: a cell whose
-`result.json` exists is not run again, a finished pre-training is reused, and an interrupted stage
-continues from its last checkpoint (`--resume`).
+Every stage is a subprocess (the data generator, a training entry point with KEY VALUE overrides
+in its own OUTPUT_DIR, or the weight merge), its console output in `<stage dir>/stage.log`. The
+run is resumable: a cell whose `result.json` exists is not run again, a finished training stage
+is reused (after checking its iteration count), and an interrupted stage continues from its last
+checkpoint (`--resume`). The console shows cells done / total with an ETA.
 
     python tools/compare_methods.py --preset small --output output/comparison_small
+    python tools/compare_methods.py --preset cpu --output output/comparison_cpu
     python tools/compare_methods.py --preset paper --output output/comparison_paper --num-gpus 8
     python tools/compare_methods.py --preset small --output out --methods scratch clap --seeds 0 1
 """
@@ -24,7 +31,6 @@ continues from its last checkpoint (`--resume`).
 import argparse
 import json
 import logging
-import math
 import os
 import subprocess
 import sys
@@ -33,6 +39,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from clap.evaluation.statistics import mean_std, paired_difference  # noqa: E402
 
 logger = logging.getLogger("compare_methods")
 
@@ -41,6 +50,7 @@ METHODS = (
     "lidar_only",
     "camera_only",
     "unipad_merge",
+    "unipad",
     "simipu",
     "clap_uniform",
     "clap_curvature",
@@ -50,19 +60,34 @@ METHOD_TITLES = {
     "scratch": "From scratch",
     "lidar_only": "LiDAR-only rendering",
     "camera_only": "Camera-only rendering",
-    "unipad_merge": "UniPAD (LiDAR-only + camera-only merge)",
+    "unipad_merge": "UniPAD merge of the pre-trained encoders",
+    "unipad": "UniPAD recipe (fine-tuned single-modal detectors merged)",
     "simipu": "SimIPU",
     "clap_uniform": "CLAP joint, uniform sampling, no prototypes",
     "clap_curvature": "CLAP joint, curvature sampling, no prototypes",
     "clap": "CLAP (curvature + prototypes)",
 }
+PROTOCOLS = ("finetune", "probe")
+PROTOCOL_TITLES = {
+    "finetune": "Fine-tuning (whole detector from the pre-trained encoders)",
+    "probe": "Probe (frozen LiDAR and image backbones, cached features; lift, fusion, BEV "
+             "backbone and head trained)",
+}
+# The probe judges methods whose pre-training trains both frozen backbones. A single-modal
+# pre-training would be judged on a frozen random backbone of the other modality, and the
+# UniPAD recipe's encoders have been fine-tuned on labels before the probe.
+PROBE_METHODS = ("scratch", "unipad_merge", "simipu", "clap_uniform", "clap_curvature", "clap")
 # Pre-trainings a merge is made of.
 MERGE_SOURCES = {"unipad_merge": ("lidar_only", "camera_only")}
+# The single-modal pre-trainings the UniPAD recipe fine-tunes, with the detector's modality.
+UNIPAD_STAGES = (("lidar_only", "lidar"), ("camera_only", "camera"))
 
 CLAP_TRAIN_NET = "tools/train_net.py"
+PROBE_TRAIN_NET = "projects/probe/train_net.py"
 SINGLE_MODAL_TRAIN_NET = "projects/single_modal/train_net.py"
 SIMIPU_TRAIN_NET = "projects/simipu/train_net.py"
 MERGE_TOOL = "projects/single_modal/tools/merge_weights.py"
+GENERATOR = "tools/make_synthetic_nuscenes.py"
 
 
 @dataclass
@@ -71,14 +96,34 @@ class Preset:
 
     Attributes:
         pretrain_configs: method -> (train_net script, config file, extra KEY VALUE overrides).
-        detection_config: the fine-tuning config (DetectionModel).
-        pretrain_iters: SOLVER.MAX_ITER of every pre-training (None: the config's).
+        detection_config: the config of every detector (DetectionModel).
+        pretrain_iters: SOLVER.MAX_ITER of every pre-training (None: each config's).
         finetune_iters: SOLVER.MAX_ITER of every fine-tuning, the same for every method.
-        fractions: label fractions (DATASETS.TRAIN_FRACTION) fine-tuned on.
-        seeds: fine-tuning seeds (SEED); the label subset stays fixed (TRAIN_FRACTION_SEED 0).
-        common_overrides: KEY VALUE pairs given to every stage (data root, workers, ...).
+        fractions: label fractions, of the labelled subset, trained on.
+        seeds: seeds of the detector trainings (SEED); the label subset stays fixed
+            (TRAIN_FRACTION_SEED 0), so cells of one seed pair across methods.
+        test_dataset: the data set scored (DATASETS.TEST of every detector).
+        train_dataset: DATASETS.TRAIN of every stage ('' keeps each config's).
+        labelled_fraction: share of the training split that carries labels; a detector trained
+            on fraction f gets DATASETS.TRAIN_FRACTION labelled_fraction * f. Pre-training uses
+            the whole split without labels.
+        protocols: subset of PROTOCOLS.
+        probe_iters: SOLVER.MAX_ITER of every probe.
+        probe_methods: the methods the probe judges (see PROBE_METHODS).
+        finetune_methods: the methods fine-tuned.
+        world: arguments of tools/make_synthetic_nuscenes.py (flag -> value) for a synthetic
+            world the tool generates once into `<output>/data`; None: DATASETS.ROOT of
+            `common_overrides` is used as it is.
+        common_overrides: KEY VALUE pairs given to every training stage (data root, workers).
+        pretrain_overrides: KEY VALUE pairs given to every pre-training.
         finetune_overrides: KEY VALUE pairs given to every fine-tuning.
-        test_dataset: the data set scored (one of the detection config's DATASETS.TEST).
+        probe_overrides: KEY VALUE pairs given to every probe.
+        step_seconds: measured wall seconds on the target machine, for the time estimate
+            (`estimate_seconds`): "stage_start" (per subprocess), "generate_frame",
+            "pretrain/<method>" (per iteration),
+            "finetune" (per iteration), "eval_frame", "encode_frame", "probe" (per iteration),
+            "probe_eval_frame"; missing entries count 0.
+        world_frames: (pre-training frames, test frames) of the data, for the estimate.
         expected_hours: rough wall time of the whole table, for the log.
     """
 
@@ -89,8 +134,19 @@ class Preset:
     fractions: List[float]
     seeds: List[int]
     test_dataset: str
+    train_dataset: str = ""
+    labelled_fraction: float = 1.0
+    protocols: List[str] = field(default_factory=lambda: ["finetune"])
+    probe_iters: int = 0
+    probe_methods: Sequence[str] = PROBE_METHODS
+    finetune_methods: Sequence[str] = METHODS
+    world: Optional[Dict[str, object]] = None
     common_overrides: List[str] = field(default_factory=list)
+    pretrain_overrides: List[str] = field(default_factory=list)
     finetune_overrides: List[str] = field(default_factory=list)
+    probe_overrides: List[str] = field(default_factory=list)
+    step_seconds: Dict[str, float] = field(default_factory=dict)
+    world_frames: tuple = (0, 0)
     expected_hours: str = ""
 
 
@@ -145,10 +201,29 @@ def _without_sampler_warmup(configs: Dict[str, tuple]) -> Dict[str, tuple]:
     return configs
 
 
+# Wall seconds on 2 idle CPU cores (2 torch threads), as docs/comparison.md ("Budget") describes
+# how they were measured; they set the presets' estimates, not their behaviour.
+_CPU_STEP_SECONDS = {
+    "stage_start": 15.0,  # one subprocess: imports, model, data registration, devkit tables
+    "generate_frame": 0.4,  # the synthetic generator with 2 workers
+    "pretrain/lidar_only": 0.7,
+    "pretrain/camera_only": 1.5,
+    "pretrain/simipu": 1.5,
+    "pretrain/clap_uniform": 1.3,
+    "pretrain/clap_curvature": 1.35,
+    "pretrain/clap": 1.35,
+    "finetune": 1.2,  # the fused detector at batch 1
+    "eval_frame": 0.4,
+    "encode_frame": 0.35,  # backbones of one frame, mapping and storing included
+    "probe": 0.2,  # lift, fusion, BEV backbone and head at batch 2 on cached features
+    "probe_eval_frame": 0.05,
+}
+
+
 def get_preset(name: str) -> Preset:
-    """`small`: the synthetic world on a CPU, an end-to-end check of the whole table (about 30
-    minutes on 2 idle cores; too few iterations to rank the methods);
-    `paper`: nuScenes on GPUs, the paper's label fractions and 3 seeds."""
+    """`small`: the default synthetic world on a CPU, an end-to-end check of the whole table
+    (too few iterations to rank the methods); `cpu`: a ranking on 2 CPU cores within 3 hours
+    (docs/comparison.md); `paper`: nuScenes on GPUs, the paper's label fractions and 3 seeds."""
     if name == "small":
         return Preset(
             pretrain_configs=_without_sampler_warmup(_pretrain_configs("synthetic")),
@@ -158,13 +233,47 @@ def get_preset(name: str) -> Preset:
             fractions=[1.0],
             seeds=[0],
             test_dataset="nuscenes_v1.0-mini_mini_val",
+            protocols=["finetune", "probe"],
+            probe_iters=100,
             common_overrides=["DATASETS.ROOT", "datasets/synthetic_nuscenes", "VIS_PERIOD", "0",
                               "SOLVER.CHECKPOINT_PERIOD", "50", "DATALOADER.NUM_WORKERS", "1"],
             # batch 1: a fused detector step takes about 1.2 s on 2 idle CPU cores
             finetune_overrides=["SOLVER.IMS_PER_BATCH", "1", "SOLVER.WARMUP_ITERS", "10"],
-            expected_hours="about 30 min on 2 idle CPU cores (6 x 30 pre-training iterations "
-                           "at 1-4 s, 8 x 100 fine-tuning iterations at about 1.2 s, "
-                           "8 evaluations)",
+            probe_overrides=["SOLVER.IMS_PER_BATCH", "1", "SOLVER.WARMUP_ITERS", "10"],
+            step_seconds=_CPU_STEP_SECONDS,
+            world_frames=(80, 20),
+            expected_hours="about 45 min on 2 idle CPU cores (--estimate)",
+        )
+    if name == "cpu":
+        return Preset(
+            pretrain_configs=_without_sampler_warmup(_pretrain_configs("synthetic")),
+            detection_config="configs/synthetic/detection_cpu.yaml",
+            pretrain_iters=200,
+            finetune_iters=60,
+            fractions=[0.1, 1.0],
+            seeds=[0, 1, 2],
+            test_dataset="nuscenes_v1.0-trainval_val",
+            train_dataset="nuscenes_v1.0-trainval_train",
+            labelled_fraction=0.25,
+            protocols=["finetune", "probe"],
+            probe_iters=400,
+            # The probe ranks every method that pre-trains both backbones; fine-tuning, 6x
+            # dearer per iteration, runs the main rows (the single-modal pre-trainings enter
+            # through both UniPAD rows).
+            finetune_methods=("scratch", "unipad_merge", "unipad", "simipu", "clap"),
+            # 50 scenes: 40 for (pre-)training (240 frames, 60 of them labelled), 10 for
+            # validation (60 frames)
+            world={"--scenes": 50, "--samples-per-scene": 6, "--image-scale": 0.25,
+                   "--sweeps": 1, "--seed": 0, "--version": "v1.0-trainval", "--workers": 2},
+            world_frames=(240, 60),
+            common_overrides=["DATASETS.VERSION", "v1.0-trainval", "VIS_PERIOD", "0",
+                              "SOLVER.CHECKPOINT_PERIOD", "100", "DATALOADER.NUM_WORKERS", "1"],
+            pretrain_overrides=["SOLVER.IMS_PER_BATCH", "1", "SOLVER.WARMUP_ITERS", "20"],
+            finetune_overrides=["SOLVER.IMS_PER_BATCH", "1", "SOLVER.WARMUP_ITERS", "10"],
+            probe_overrides=["SOLVER.IMS_PER_BATCH", "2", "SOLVER.WARMUP_ITERS", "20",
+                             "DATALOADER.NUM_WORKERS", "0"],
+            step_seconds=_CPU_STEP_SECONDS,
+            expected_hours="about 2.75 h on 2 idle CPU cores (--estimate)",
         )
     if name == "paper":
         return Preset(
@@ -176,14 +285,14 @@ def get_preset(name: str) -> Preset:
             seeds=[0, 1, 2],
             test_dataset="nuscenes_v1.0-trainval_val",
             common_overrides=["DATASETS.ROOT", "datasets/nuscenes"],
-            expected_hours="days on 8 GPUs (6 pre-trainings of 12 epochs, 96 fine-tunings)",
+            expected_hours="days on 8 GPUs (6 pre-trainings of 12 epochs, 108 fine-tunings and the "
+                           "unipad recipe's 24 x 2 single-modal ones)",
         )
-    raise KeyError(f"Unknown preset '{name}': expected 'small' or 'paper'")
+    raise KeyError(f"Unknown preset '{name}': expected 'small', 'cpu' or 'paper'")
 
 
 def get_config_max_iter(config_file: str) -> int:
     """SOLVER.MAX_ITER of a config file (with its bases)."""
-    sys.path.insert(0, ROOT)
     from clap.config import get_cfg
 
     cfg = get_cfg()
@@ -212,6 +321,73 @@ def format_fraction(fraction: float) -> str:
     return f"{fraction * 100:g}%"
 
 
+@dataclass(frozen=True)
+class Cell:
+    """One detector training and its score."""
+
+    method: str
+    protocol: str
+    fraction: float
+    seed: int
+
+    def describe(self) -> str:
+        return f"{self.method} {self.protocol}, {format_fraction(self.fraction)} labels, " \
+               f"seed {self.seed}"
+
+
+def methods_of(preset: Preset, methods: Sequence[str], protocol: str) -> List[str]:
+    """The methods of `methods` a protocol judges, in table order."""
+    judged = preset.probe_methods if protocol == "probe" else preset.finetune_methods
+    return [m for m in methods if m in judged]
+
+
+def estimate_seconds(preset: Preset, methods: Sequence[str] = METHODS) -> Dict[str, float]:
+    """Wall seconds of each part of a whole run from `preset.step_seconds` (see Preset)."""
+    seconds = preset.step_seconds
+    train_frames, test_frames = preset.world_frames
+    labelled = preset.labelled_fraction * train_frames
+    runs = len(preset.fractions) * len(preset.seeds)
+    pretrained = set()
+    for protocol in preset.protocols:
+        for method in methods_of(preset, methods, protocol):
+            pretrained.update(_pretrainings_of(method))
+    pretrain_iters = preset.pretrain_iters or 0
+    start = seconds.get("stage_start", 0.0)
+    estimate = {
+        "data": (train_frames + test_frames) * seconds.get("generate_frame", 0.0)
+        if preset.world else 0.0,
+        "pretrain": sum(pretrain_iters * seconds.get(f"pretrain/{m}", 0.0) + start
+                        for m in pretrained),
+    }
+    if "finetune" in preset.protocols:
+        tuned = methods_of(preset, methods, "finetune")
+        # the UniPAD recipe trains two single-modal detectors first in every cell
+        trainings = sum(3 if m == "unipad" else 1 for m in tuned)
+        estimate["finetune"] = runs * (
+            trainings * (preset.finetune_iters * seconds.get("finetune", 0.0) + start)
+            + len(tuned) * test_frames * seconds.get("eval_frame", 0.0))
+    if "probe" in preset.protocols:
+        probed = methods_of(preset, methods, "probe")
+        estimate["probe_cache"] = len(probed) * (labelled + test_frames) * seconds.get(
+            "encode_frame", 0.0)
+        estimate["probe"] = runs * len(probed) * (
+            preset.probe_iters * seconds.get("probe", 0.0) + start
+            + test_frames * seconds.get("probe_eval_frame", 0.0))
+    estimate["total"] = sum(estimate.values())
+    return estimate
+
+
+def _pretrainings_of(method: str) -> List[str]:
+    """The pre-training runs a method's cells need."""
+    if method == "scratch":
+        return []
+    if method in MERGE_SOURCES:
+        return list(MERGE_SOURCES[method])
+    if method == "unipad":
+        return [source for source, _ in UNIPAD_STAGES]
+    return [method]
+
+
 class Comparison:
     """Schedules the stages of a comparison and collects its results.
 
@@ -229,6 +405,9 @@ class Comparison:
         unknown = [m for m in methods if m not in METHODS]
         if unknown:
             raise KeyError(f"Unknown method(s) {unknown}: expected some of {list(METHODS)}")
+        unknown = [p for p in preset.protocols if p not in PROTOCOLS]
+        if unknown:
+            raise KeyError(f"Unknown protocol(s) {unknown}: expected some of {list(PROTOCOLS)}")
         self.preset = preset
         self.output_dir = os.path.abspath(output_dir)
         self.methods = list(methods)
@@ -239,87 +418,192 @@ class Comparison:
     def pretrain_dir(self, method: str) -> str:
         return os.path.join(self.output_dir, "pretrain", method)
 
-    def pretrained_checkpoint(self, method: str) -> str:
-        """The encoder checkpoint a fine-tuning of `method` starts from ('' for scratch)."""
-        if method == "scratch":
-            return ""
-        if method in MERGE_SOURCES:
-            return os.path.join(self.pretrain_dir(method), "merged.pth")
-        return os.path.join(self.pretrain_dir(method), "model_final.pth")
+    def data_dir(self) -> str:
+        return os.path.join(self.output_dir, "data")
 
-    def cell_dir(self, method: str, fraction: float, seed: int) -> str:
-        return os.path.join(self.output_dir, "finetune", method, f"fraction_{fraction:g}",
-                            f"seed_{seed}")
+    def cell_dir(self, cell: Cell) -> str:
+        return os.path.join(self.output_dir, cell.protocol, cell.method,
+                            f"fraction_{cell.fraction:g}", f"seed_{cell.seed}")
+
+    def probe_cache_dir(self, method: str) -> str:
+        return os.path.join(self.output_dir, "probe_cache", method)
+
+    def cells(self) -> List[Cell]:
+        """Every cell of the table, protocol by protocol, in table order."""
+        return [Cell(method, protocol, fraction, seed)
+                for protocol in self.preset.protocols
+                for method in methods_of(self.preset, self.methods, protocol)
+                for fraction in self.preset.fractions for seed in self.preset.seeds]
+
+    def iterations(self, protocol: str) -> int:
+        return self.preset.finetune_iters if protocol == "finetune" else self.preset.probe_iters
 
     # ------------------------------------------------------------------ stages
     def _python(self, script: str, config_file: str, output_dir: str,
                 overrides: Sequence[str]) -> List[str]:
+        data = ["DATASETS.CACHE_DIR", os.path.join(self.output_dir, "data_cache")]
+        if self.preset.world is not None:
+            data += ["DATASETS.ROOT", self.data_dir()]
+        if self.preset.train_dataset:
+            data += ["DATASETS.TRAIN", f"['{self.preset.train_dataset}']"]
         return ([sys.executable, os.path.join(ROOT, script), "--config-file",
                  os.path.join(ROOT, config_file), "--num-gpus", str(self.num_gpus), "--resume"]
-                + list(self.preset.common_overrides) + list(overrides)
+                + list(self.preset.common_overrides) + data + list(overrides)
                 + ["OUTPUT_DIR", output_dir])
 
-    def pretrain(self, method: str) -> str:
-        """Pre-train `method` unless its checkpoint exists; returns the checkpoint path."""
-        checkpoint = self.pretrained_checkpoint(method)
-        if not checkpoint or os.path.isfile(checkpoint):
+    def prepare_data(self) -> None:
+        """Generate the preset's synthetic world once (`<output>/data/.complete` marks it)."""
+        if self.preset.world is None:
+            return
+        root = self.data_dir()
+        marker = os.path.join(root, ".complete")
+        if os.path.isfile(marker):
+            return
+        command = [sys.executable, os.path.join(ROOT, GENERATOR), "--out", root, "--overwrite"]
+        for flag, value in self.preset.world.items():
+            command += [flag, str(value)]
+        logger.info("Generating the synthetic world into %s", root)
+        self.runner(command, os.path.join(self.output_dir, "data_generation.log"))
+        os.makedirs(root, exist_ok=True)
+        with open(marker, "w") as f:
+            json.dump(self.preset.world, f)
+
+    def train_stage(self, script: str, config_file: str, output: str, overrides: Sequence[str],
+                    max_iter: int) -> str:
+        """Run a training stage unless its `model_final.pth` exists; returns that checkpoint.
+
+        A finished stage is reused only when its `stage.json` records the same number of
+        iterations.
+
+        Raises:
+            ValueError: a finished stage of another iteration count (or of unknown count).
+            RuntimeError: the stage failed or wrote no final checkpoint.
+        """
+        checkpoint = os.path.join(output, "model_final.pth")
+        record_path = os.path.join(output, "stage.json")
+        if os.path.isfile(checkpoint):
+            recorded = None
+            if os.path.isfile(record_path):
+                with open(record_path) as f:
+                    recorded = json.load(f).get("max_iter")
+            if recorded != max_iter:
+                trained = "an unrecorded number of" if recorded is None else str(recorded)
+                raise ValueError(
+                    f"{checkpoint} was trained for {trained} iterations, this comparison uses "
+                    f"{max_iter}: every method must get the same iterations; use another "
+                    "--output")
+            logger.info("Reusing %s", checkpoint)
             return checkpoint
-        if method in MERGE_SOURCES:
-            lidar, camera = (self.pretrain(source) for source in MERGE_SOURCES[method])
-            command = [sys.executable, os.path.join(ROOT, MERGE_TOOL), "--lidar", lidar,
-                       "--camera", camera, "--output", checkpoint]
-            logger.info("Merging %s and %s into %s", lidar, camera, checkpoint)
-            os.makedirs(self.pretrain_dir(method), exist_ok=True)
-            self.runner(command, os.path.join(self.pretrain_dir(method), "stage.log"))
-            return checkpoint
-        script, config_file, extra = self.preset.pretrain_configs[method]
-        overrides = list(extra)
-        if self.preset.pretrain_iters is not None:
-            overrides += ["SOLVER.MAX_ITER", str(self.preset.pretrain_iters)]
-        output = self.pretrain_dir(method)
-        logger.info("Pre-training %s (%s) into %s", method, config_file, output)
-        self.runner(self._python(script, config_file, output, overrides),
+        self.runner(self._python(script, config_file, output,
+                                 list(overrides) + ["SOLVER.MAX_ITER", str(max_iter)]),
                     os.path.join(output, "stage.log"))
         if not os.path.isfile(checkpoint):
-            raise RuntimeError(f"Pre-training of {method} finished without {checkpoint}")
+            raise RuntimeError(f"Training stage {output} finished without {checkpoint}")
+        with open(record_path, "w") as f:
+            json.dump({"max_iter": max_iter, "config_file": config_file}, f)
         return checkpoint
 
-    def finetune(self, method: str, fraction: float, seed: int) -> dict:
-        """Fine-tune and evaluate one cell unless its result.json exists; returns the result."""
-        output = self.cell_dir(method, fraction, seed)
+    def merge(self, lidar: str, camera: str, output: str, detector: bool = False) -> str:
+        """Merge a LiDAR-only and a camera-only checkpoint into `output` unless it exists
+        (`detector`: also the LiDAR detector's BEV backbone and head)."""
+        if os.path.isfile(output):
+            return output
+        command = [sys.executable, os.path.join(ROOT, MERGE_TOOL), "--lidar", lidar,
+                   "--camera", camera, "--output", output]
+        if detector:
+            command.append("--with-lidar-head")
+        logger.info("Merging %s and %s into %s", lidar, camera, output)
+        os.makedirs(os.path.dirname(output), exist_ok=True)
+        self.runner(command, os.path.join(os.path.dirname(output), "stage.log"))
+        return output
+
+    def pretrain(self, method: str) -> str:
+        """The encoder checkpoint `method` starts from ('' for scratch), pre-trained (or merged)
+        on first need."""
+        if method == "scratch":
+            return ""
+        if method in MERGE_SOURCES:
+            lidar, camera = (self.pretrain(source) for source in MERGE_SOURCES[method])
+            return self.merge(lidar, camera, os.path.join(self.pretrain_dir(method), "merged.pth"))
+        script, config_file, extra = self.preset.pretrain_configs[method]
+        max_iter = self.preset.pretrain_iters or get_config_max_iter(config_file)
+        logger.info("Pre-training %s (%s)", method, config_file)
+        return self.train_stage(script, config_file, self.pretrain_dir(method),
+                                ["DATASETS.TEST", "[]"] + list(extra)
+                                + list(self.preset.pretrain_overrides), max_iter)
+
+    def _labels(self, cell: Cell) -> List[str]:
+        """The labelled data and seed of a detector training of `cell`."""
+        return ["DATASETS.TRAIN_FRACTION", f"{self.preset.labelled_fraction * cell.fraction:g}",
+                "DATASETS.TRAIN_FRACTION_SEED", "0", "SEED", str(cell.seed)]
+
+    def unipad_initialisation(self, cell: Cell) -> str:
+        """The UniPAD recipe's start for `cell`: a LiDAR-only and a camera-only detector, each
+        fine-tuned from its pre-training on the cell's labels, seed and iterations, merged
+        (encoders of each, BEV backbone and head of the LiDAR detector)."""
+        detectors = []
+        for source, modality in UNIPAD_STAGES:
+            output = os.path.join(self.cell_dir(cell), f"{modality}_detector")
+            logger.info("UniPAD recipe: %s-only detector of %s", modality, cell.describe())
+            detectors.append(self.train_stage(
+                CLAP_TRAIN_NET, self.preset.detection_config, output,
+                list(self.preset.finetune_overrides) + self._labels(cell) + [
+                    "MODEL.MODALITIES", f"['{modality}']",
+                    "MODEL.PRETRAINED_ENCODERS", self.pretrain(source),
+                    "DATASETS.TEST", "[]"],
+                self.preset.finetune_iters))
+        return self.merge(*detectors, os.path.join(self.cell_dir(cell), "merged.pth"),
+                          detector=True)
+
+    def run_cell(self, cell: Cell) -> dict:
+        """Train and evaluate one cell unless its result.json exists; returns the result."""
+        output = self.cell_dir(cell)
         result_path = os.path.join(output, "result.json")
+        max_iter = self.iterations(cell.protocol)
         if os.path.isfile(result_path):
             with open(result_path) as f:
                 result = json.load(f)
-            if result["max_iter"] != self.preset.finetune_iters:
+            if result["max_iter"] != max_iter:
                 raise ValueError(
-                    f"{result_path} was fine-tuned for {result['max_iter']} iterations, this "
-                    f"comparison uses {self.preset.finetune_iters}: every method must get the "
-                    "same iterations; use another --output")
+                    f"{result_path} was trained for {result['max_iter']} iterations, this "
+                    f"comparison uses {max_iter}: every method must get the same iterations; "
+                    "use another --output")
+            train_fraction = self.preset.labelled_fraction * cell.fraction
+            if abs(result.get("train_fraction", train_fraction) - train_fraction) > 1e-12:
+                raise ValueError(
+                    f"{result_path} was trained on DATASETS.TRAIN_FRACTION "
+                    f"{result['train_fraction']:g}, this comparison uses {train_fraction:g} "
+                    "(another labelled_fraction); use another --output")
             logger.info("Reusing %s", result_path)
             return result
-        checkpoint = self.pretrain(method)
-        overrides = list(self.preset.finetune_overrides) + [
-            "MODEL.PRETRAINED_ENCODERS", checkpoint,
-            "SOLVER.MAX_ITER", str(self.preset.finetune_iters),
-            "DATASETS.TRAIN_FRACTION", str(fraction),
-            "DATASETS.TRAIN_FRACTION_SEED", "0",
-            "SEED", str(seed),
-            "DATASETS.TEST", f"['{self.preset.test_dataset}']",
-        ]
-        logger.info("Fine-tuning %s, %s labels, seed %d into %s", method,
-                    format_fraction(fraction), seed, output)
-        self.runner(self._python(CLAP_TRAIN_NET, self.preset.detection_config, output, overrides),
+        overrides = self._labels(cell) + [
+            "SOLVER.MAX_ITER", str(max_iter), "DATASETS.TEST", f"['{self.preset.test_dataset}']"]
+        if cell.protocol == "probe":
+            script, start = PROBE_TRAIN_NET, self.pretrain(cell.method)
+            overrides = list(self.preset.probe_overrides) + overrides + [
+                "MODEL.PRETRAINED_ENCODERS", start,
+                "PROBE.CACHE_DIR", self.probe_cache_dir(cell.method)]
+        elif cell.method == "unipad":
+            script, start = CLAP_TRAIN_NET, self.unipad_initialisation(cell)
+            overrides = list(self.preset.finetune_overrides) + overrides + [
+                "MODEL.WEIGHTS", start, "MODEL.PRETRAINED_ENCODERS", ""]
+        else:
+            script, start = CLAP_TRAIN_NET, self.pretrain(cell.method)
+            overrides = list(self.preset.finetune_overrides) + overrides + [
+                "MODEL.PRETRAINED_ENCODERS", start]
+        logger.info("Training %s into %s", cell.describe(), output)
+        self.runner(self._python(script, self.preset.detection_config, output, overrides),
                     os.path.join(output, "stage.log"))
         summary_path = os.path.join(output, "inference", self.preset.test_dataset,
                                     "metrics_summary.json")
         if not os.path.isfile(summary_path):
-            raise RuntimeError(f"Fine-tuning {output} finished without {summary_path}")
+            raise RuntimeError(f"Training {output} finished without {summary_path}")
         with open(summary_path) as f:
             summary = json.load(f)
         result = {
-            "method": method, "fraction": fraction, "seed": seed,
-            "max_iter": self.preset.finetune_iters, "pretrained": checkpoint,
+            "method": cell.method, "protocol": cell.protocol, "fraction": cell.fraction,
+            "train_fraction": self.preset.labelled_fraction * cell.fraction, "seed": cell.seed,
+            "max_iter": max_iter, "start": start,
             "mAP": summary["mean_ap"], "NDS": summary["nd_score"],
             "tp_errors": summary.get("tp_errors", {}),
             "AP": summary.get("mean_dist_aps", {}),
@@ -328,130 +612,301 @@ class Comparison:
             json.dump(result, f, indent=2)
         return result
 
-    def run(self) -> dict:
-        """Every cell (pre-training on first need), then the table; returns the JSON dict.
+    def run(self, progress: bool = True) -> dict:
+        """The data, every cell (pre-training on first need), then the table, the JSON and the
+        plot; returns the JSON dict.
 
         A cell whose stage fails (RuntimeError) is logged and listed under "failures"; the
         others still run, and running again retries it.
         """
-        cells, failures = [], []
-        for method in self.methods:
-            for fraction in self.preset.fractions:
-                for seed in self.preset.seeds:
-                    try:
-                        cells.append(self.finetune(method, fraction, seed))
-                    except RuntimeError as error:  # a failed stage; the other cells still run
-                        logger.error("%s, %s labels, seed %d failed: %s", method,
-                                     format_fraction(fraction), seed, error)
-                        failures.append({"method": method, "fraction": fraction, "seed": seed,
-                                         "error": str(error)})
-        report = summarize(cells, self.methods, self.preset.fractions)
+        from tqdm import tqdm
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        self.prepare_data()
+        cells = self.cells()
+        finished = sum(os.path.isfile(os.path.join(self.cell_dir(c), "result.json"))
+                       for c in cells)
+        results, failures = [], []
+        with logging_redirect_tqdm(), tqdm(total=len(cells), initial=finished, unit="cell",
+                                           desc="cells", disable=not progress) as bar:
+            for cell in cells:
+                pending = not os.path.isfile(os.path.join(self.cell_dir(cell), "result.json"))
+                try:
+                    results.append(self.run_cell(cell))
+                except RuntimeError as error:  # a failed stage; the other cells still run
+                    logger.error("%s failed: %s", cell.describe(), error)
+                    failures.append({**cell.__dict__, "error": str(error)})
+                if pending:
+                    bar.update(1)
+        report = summarize(results, self.methods, self.preset.protocols, self.preset.fractions)
         report["failures"] = failures
+        report["signal"] = {
+            protocol: signal_check([e for e in report["summary"] if e["protocol"] == protocol])
+            for protocol in dict.fromkeys(e["protocol"] for e in report["summary"])}
         report["finetune_iters"] = self.preset.finetune_iters
+        report["probe_iters"] = self.preset.probe_iters
         report["pretrain_iters"] = self.preset.pretrain_iters
+        report["labelled_fraction"] = self.preset.labelled_fraction
         os.makedirs(self.output_dir, exist_ok=True)
         with open(os.path.join(self.output_dir, "comparison.json"), "w") as f:
             json.dump(report, f, indent=2)
-        table = format_table(report)
         with open(os.path.join(self.output_dir, "comparison.md"), "w") as f:
-            f.write(table)
+            f.write(format_report(report))
+        if report["summary"]:
+            plot_report(report, os.path.join(self.output_dir, "comparison.png"))
         return report
 
 
-def mean_std(values: Sequence[float]) -> tuple:
-    """(mean, sample standard deviation) of the values; std 0 for a single value."""
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, 0.0
-    variance = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
-    return mean, math.sqrt(variance)
+METRICS = ("mAP", "NDS")
 
 
-def summarize(cells: Sequence[dict], methods: Sequence[str], fractions: Sequence[float]) -> dict:
-    """{"cells": [...], "summary": [{"method", "fraction", "num_seeds", "mAP_mean", "mAP_std",
-    "NDS_mean", "NDS_std"}]} over the seeds of each method and fraction."""
-    summary = []
-    for method in methods:
+def _scores(cells: Sequence[dict], method: str, protocol: str, fraction: float,
+            metric: str) -> Dict[int, float]:
+    """seed -> `metric` of the cells of one method, protocol and fraction."""
+    return {c["seed"]: c[metric] for c in cells if c["method"] == method
+            and c["protocol"] == protocol and c["fraction"] == fraction}
+
+
+def summarize(cells: Sequence[dict], methods: Sequence[str], protocols: Sequence[str],
+              fractions: Sequence[float]) -> dict:
+    """{"cells": [...], "summary": [...], "gains": [...]}.
+
+    "summary": per method, protocol and fraction with results, {"method", "protocol",
+    "fraction", "num_seeds", "mAP_mean", "mAP_std", "NDS_mean", "NDS_std"} over the seeds.
+    "gains": per method other than scratch, protocol, fraction and metric, the paired
+    difference to scratch over the seeds both have ({"method", "protocol", "fraction",
+    "metric", "mean", "low", "high", "p_value", "num_pairs", "significant"}; 95% t interval).
+    """
+    summary, gains = [], []
+    for protocol in protocols:
         for fraction in fractions:
-            group = [c for c in cells if c["method"] == method and c["fraction"] == fraction]
-            if not group:
-                continue
-            entry = {"method": method, "fraction": fraction, "num_seeds": len(group)}
-            for metric in ("mAP", "NDS"):
-                entry[f"{metric}_mean"], entry[f"{metric}_std"] = mean_std(
-                    [c[metric] for c in group])
-            summary.append(entry)
-    return {"cells": list(cells), "summary": summary}
+            for method in methods:
+                group = _scores(cells, method, protocol, fraction, "mAP")
+                if not group:
+                    continue
+                entry = {"method": method, "protocol": protocol, "fraction": fraction,
+                         "num_seeds": len(group)}
+                for metric in METRICS:
+                    entry[f"{metric}_mean"], entry[f"{metric}_std"] = mean_std(
+                        list(_scores(cells, method, protocol, fraction, metric).values()))
+                summary.append(entry)
+                baseline_seeds = _scores(cells, "scratch", protocol, fraction, "mAP")
+                if method == "scratch" or not set(baseline_seeds) & set(group):
+                    continue
+                for metric in METRICS:
+                    difference = paired_difference(
+                        _scores(cells, method, protocol, fraction, metric),
+                        _scores(cells, "scratch", protocol, fraction, metric))
+                    gains.append({"method": method, "protocol": protocol, "fraction": fraction,
+                                  "metric": metric, "mean": difference.mean,
+                                  "low": difference.low, "high": difference.high,
+                                  "p_value": difference.p_value,
+                                  "num_pairs": difference.num_pairs,
+                                  "significant": difference.significant})
+    return {"cells": list(cells), "summary": summary, "gains": gains}
 
 
-def format_table(report: dict) -> str:
-    """Markdown table: one row per method, mAP and NDS (mean +- std, in %; the mean alone for
-    a single seed) per label fraction."""
-    fractions = sorted({e["fraction"] for e in report["summary"]}, reverse=True)
-    methods = list(dict.fromkeys(e["method"] for e in report["summary"]))
-    header = ["Method"] + [f"{name} ({format_fraction(f)})" for f in fractions
-                           for name in ("mAP", "NDS")]
+def _title(method: str, protocol: str) -> str:
+    """The row title of a method in a protocol's tables."""
+    if method == "scratch" and protocol == "probe":
+        return "From scratch (frozen random backbones)"
+    return METHOD_TITLES.get(method, method)
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.2f}"
+
+
+def format_report(report: dict) -> str:
+    """Markdown: per protocol, a table of mAP and NDS (mean +- std, in %; the mean alone for a
+    single seed) per method and label fraction, a table of the gains over scratch with their
+    95% intervals (* where the interval excludes 0), and a line naming the significant ones."""
+    lines = []
+    protocols = list(dict.fromkeys(e["protocol"] for e in report["summary"]))
+    for protocol in protocols:
+        entries = [e for e in report["summary"] if e["protocol"] == protocol]
+        fractions = sorted({e["fraction"] for e in entries}, reverse=True)
+        methods = list(dict.fromkeys(e["method"] for e in entries))
+        by_key = {(e["method"], e["fraction"]): e for e in entries}
+        iterations = report.get(f"{protocol}_iters")
+        lines += [f"### {PROTOCOL_TITLES.get(protocol, protocol)}", ""]
+        header = ["Method"] + [f"{name} ({format_fraction(f)})" for f in fractions
+                               for name in METRICS]
+        lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+        for method in methods:
+            row = [_title(method, protocol)]
+            for fraction in fractions:
+                entry = by_key.get((method, fraction))
+                for metric in METRICS:
+                    if entry is None:
+                        row.append("-")
+                    elif entry["num_seeds"] == 1:  # no spread to show
+                        row.append(_percent(entry[f"{metric}_mean"]))
+                    else:
+                        row.append(f"{_percent(entry[f'{metric}_mean'])} +- "
+                                   f"{_percent(entry[f'{metric}_std'])}")
+            lines.append("| " + " | ".join(row) + " |")
+        seeds = sorted({e["num_seeds"] for e in entries})
+        spread = "" if seeds == [1] else " +- sample std"
+        lines += ["", f"mAP and NDS in %, mean{spread} over {'/'.join(map(str, seeds))} "
+                      f"seed(s); label fractions of the labelled subset; every run trained "
+                      f"{iterations} iterations.", ""]
+        lines += _format_gains([g for g in report.get("gains", []) if g["protocol"] == protocol],
+                               fractions)
+        lines += [format_signal(signal_check(entries)), ""]
+    return "\n".join(lines)
+
+
+# Signal before ranking (docs/comparison.md): at the largest label fraction, the from-scratch
+# detector's mAP, and the largest row std against the spread between the row means.
+MIN_SCRATCH_MAP = 0.25
+MAX_STD_SHARE_OF_SPREAD = 1.0 / 3.0
+
+
+def signal_check(entries: Sequence[dict]) -> dict:
+    """Whether one protocol's summary entries carry a ranking signal, at its largest fraction:
+    {"fraction", "scratch_mAP" (None without a scratch row), "max_std", "spread" (best - worst
+    row mean, mAP), "scratch_ok", "spread_ok"}."""
+    fraction = max(e["fraction"] for e in entries)
+    rows = [e for e in entries if e["fraction"] == fraction]
+    means = [e["mAP_mean"] for e in rows]
+    scratch = next((e["mAP_mean"] for e in rows if e["method"] == "scratch"), None)
+    max_std = max(e["mAP_std"] for e in rows)
+    spread = max(means) - min(means)
+    return {"fraction": fraction, "scratch_mAP": scratch, "max_std": max_std, "spread": spread,
+            "scratch_ok": scratch is not None and scratch >= MIN_SCRATCH_MAP,
+            "spread_ok": len(rows) > 1 and max_std <= MAX_STD_SHARE_OF_SPREAD * spread}
+
+
+def format_signal(check: dict) -> str:
+    """One line: is there a signal to rank by (`signal_check`)?"""
+    scratch = "no scratch row" if check["scratch_mAP"] is None else \
+        f"scratch mAP {_percent(check['scratch_mAP'])}"
+    verdict = "met" if check["scratch_ok"] and check["spread_ok"] else "NOT met"
+    allowed = check["spread"] * MAX_STD_SHARE_OF_SPREAD
+    return (f"Signal at {format_fraction(check['fraction'])} labels: {scratch} (needs >= "
+            f"{_percent(MIN_SCRATCH_MAP)}), largest row std {_percent(check['max_std'])} vs a "
+            f"third of the spread between rows {_percent(allowed)} (mAP, %): {verdict}.")
+
+
+def _format_gains(gains: Sequence[dict], fractions: Sequence[float]) -> List[str]:
+    """The gain table and the significance line of one protocol."""
+    if not gains or all(g["num_pairs"] < 2 for g in gains):
+        return ["No gain over scratch with an interval: fewer than 2 seeds paired.", ""]
+    by_key = {(g["method"], g["fraction"], g["metric"]): g for g in gains}
+    methods = list(dict.fromkeys(g["method"] for g in gains))
+    header = ["Gain over scratch"] + [f"{name} ({format_fraction(f)})" for f in fractions
+                                      for name in METRICS]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    entries = {(e["method"], e["fraction"]): e for e in report["summary"]}
     for method in methods:
         row = [METHOD_TITLES.get(method, method)]
         for fraction in fractions:
-            entry = entries.get((method, fraction))
-            for metric in ("mAP", "NDS"):
-                if entry is None:
+            for metric in METRICS:
+                gain = by_key.get((method, fraction, metric))
+                if gain is None:
                     row.append("-")
-                elif entry["num_seeds"] == 1:  # no spread to show
-                    row.append(f"{100 * entry[f'{metric}_mean']:.2f}")
                 else:
-                    row.append(f"{100 * entry[f'{metric}_mean']:.2f} +- "
-                               f"{100 * entry[f'{metric}_std']:.2f}")
+                    row.append(f"{100 * gain['mean']:+.2f} [{100 * gain['low']:+.2f}, "
+                               f"{100 * gain['high']:+.2f}]" + ("*" if gain["significant"]
+                                                                 else ""))
         lines.append("| " + " | ".join(row) + " |")
-    seeds = sorted({e["num_seeds"] for e in report["summary"]})
-    lines.append("")
-    spread = "" if seeds == [1] else " +- sample std"
-    lines.append(f"mAP and NDS in %, mean{spread} over {'/'.join(map(str, seeds))} seed(s); "
-                 f"every fine-tuning ran {report.get('finetune_iters')} iterations.")
-    return "\n".join(lines) + "\n"
+    significant = [f"{METHOD_TITLES.get(g['method'], g['method'])} ({g['metric']}, "
+                   f"{format_fraction(g['fraction'])}: {100 * g['mean']:+.2f})"
+                   for g in gains if g["significant"]]
+    pairs = sorted({g["num_pairs"] for g in gains})
+    lines += ["", f"Gain = method - scratch in points of %, mean over {'/'.join(map(str, pairs))} "
+                  "seed(s) paired by seed, [95% t interval]; * marks an interval that excludes 0.",
+              "Significant at 95%: " + ("; ".join(significant) if significant else "none") + ".",
+              ""]
+    return lines
+
+
+def plot_report(report: dict, path: str) -> None:
+    """`path` (PNG): mAP and NDS (rows) per protocol (columns), one group of bars per method and
+    one bar per label fraction, error bars the std over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    protocols = list(dict.fromkeys(e["protocol"] for e in report["summary"]))
+    figure, axes = plt.subplots(len(METRICS), len(protocols), squeeze=False,
+                                figsize=(6.5 * len(protocols), 3.6 * len(METRICS)))
+    for column, protocol in enumerate(protocols):
+        entries = [e for e in report["summary"] if e["protocol"] == protocol]
+        methods = list(dict.fromkeys(e["method"] for e in entries))
+        fractions = sorted({e["fraction"] for e in entries})
+        width = 0.8 / len(fractions)
+        for row, metric in enumerate(METRICS):
+            axis = axes[row][column]
+            for index, fraction in enumerate(fractions):
+                by_method = {e["method"]: e for e in entries if e["fraction"] == fraction}
+                xs = [i + (index - (len(fractions) - 1) / 2) * width
+                      for i, m in enumerate(methods) if m in by_method]
+                present = [m for m in methods if m in by_method]
+                axis.bar(xs, [100 * by_method[m][f"{metric}_mean"] for m in present], width,
+                         yerr=[100 * by_method[m][f"{metric}_std"] for m in present],
+                         capsize=3, label=f"{format_fraction(fraction)} labels")
+            axis.set_xticks(range(len(methods)))
+            axis.set_xticklabels(methods, rotation=30, ha="right", fontsize=8)
+            axis.set_ylabel(f"{metric} (%)")
+            axis.set_title(f"{metric}, {protocol}")
+            axis.grid(axis="y", alpha=0.3)
+            axis.legend(fontsize=8)
+    figure.suptitle("Mean over seeds, error bars: sample std")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", choices=("small", "paper"), default="small")
+    parser.add_argument("--preset", choices=("small", "cpu", "paper"), default="small")
     parser.add_argument("--output", required=True, help="root folder of every stage and result")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    parser.add_argument("--seeds", nargs="+", type=int, help="fine-tuning seeds (preset's)")
+    parser.add_argument("--protocols", nargs="+", choices=PROTOCOLS,
+                        help="protocols to run (preset's)")
+    parser.add_argument("--seeds", nargs="+", type=int, help="detector training seeds (preset's)")
     parser.add_argument("--fractions", nargs="+", type=float,
-                        help="label fractions, e.g. 0.05 0.01 (preset's)")
+                        help="label fractions of the labelled subset, e.g. 1.0 0.1 (preset's)")
     parser.add_argument("--pretrain-iters", type=int, help="pre-training iterations (preset's)")
     parser.add_argument("--finetune-iters", type=int, help="fine-tuning iterations (preset's)")
+    parser.add_argument("--probe-iters", type=int, help="probe iterations (preset's)")
     parser.add_argument("--num-gpus", type=int, default=1, help="--num-gpus of every stage")
-    parser.add_argument("--dataroot", help="DATASETS.ROOT of every stage (preset's)")
+    parser.add_argument("--dataroot",
+                        help="DATASETS.ROOT of every stage (preset's; no world is generated)")
+    parser.add_argument("--estimate", action="store_true",
+                        help="print the preset's time estimate and exit")
     return parser.parse_args(argv)
 
 
-def main(argv=None, runner: Callable[[Sequence[str], str], None] = run_subprocess) -> dict:
+def main(argv=None, runner: Callable[[Sequence[str], str], None] = run_subprocess,
+         progress: bool = True) -> dict:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s]: %(message)s",
                         datefmt="%m/%d %H:%M:%S")
     preset = get_preset(args.preset)
-    if args.seeds:
-        preset.seeds = args.seeds
-    if args.fractions:
-        preset.fractions = args.fractions
-    if args.pretrain_iters:
-        preset.pretrain_iters = args.pretrain_iters
-    if args.finetune_iters:
-        preset.finetune_iters = args.finetune_iters
+    for name in ("seeds", "fractions", "protocols", "pretrain_iters", "finetune_iters",
+                 "probe_iters"):
+        if getattr(args, name):
+            setattr(preset, name, getattr(args, name))
     if args.dataroot:
+        preset.world = None
         preset.common_overrides += ["DATASETS.ROOT", os.path.abspath(args.dataroot)]
-    logger.info("Preset %s: %d method(s) x %d fraction(s) x %d seed(s), %s iterations of "
-                "pre-training, %d of fine-tuning; expected %s", args.preset, len(args.methods),
+    estimate = estimate_seconds(preset, args.methods)
+    logger.info("Preset %s: %d method(s), protocols %s, %d fraction(s) x %d seed(s); "
+                "%s pre-training, %d fine-tuning and %d probe iterations; estimate %.1f h (%s)",
+                args.preset, len(args.methods), "/".join(preset.protocols),
                 len(preset.fractions), len(preset.seeds), preset.pretrain_iters or "the config's",
-                preset.finetune_iters, preset.expected_hours)
+                preset.finetune_iters, preset.probe_iters, estimate["total"] / 3600,
+                ", ".join(f"{k} {v / 60:.0f} min" for k, v in estimate.items() if k != "total"))
+    if args.estimate:
+        return {"estimate": estimate}
     start = time.perf_counter()
-    report = Comparison(preset, args.output, args.methods, args.num_gpus, runner).run()
-    logger.info("Done in %.1f min:\n%s", (time.perf_counter() - start) / 60, format_table(report))
+    report = Comparison(preset, args.output, args.methods, args.num_gpus, runner).run(progress)
+    logger.info("Done in %.1f min:\n%s", (time.perf_counter() - start) / 60,
+                format_report(report))
     return report
 
 

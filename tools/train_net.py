@@ -16,49 +16,19 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import clap.modeling  # noqa: E402,F401  (registers every model component)
-from clap.checkpoint import ClapCheckpointer  # noqa: E402
-from clap.config import get_cfg  # noqa: E402
-from clap.engine import DefaultTrainer, default_argument_parser, default_setup, launch  # noqa: E402
+from clap.engine import DefaultTrainer, launch_main, setup_config, train_or_evaluate  # noqa: E402
 
 
 def setup(args):
     """The frozen config: defaults, then the config file, then the command-line overrides."""
-    cfg = get_cfg()
-    if args.config_file:
-        cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts or [])
-    cfg.freeze()
-    default_setup(cfg, args)
-    return cfg
+    return setup_config(args)
 
 
 def main(args, trainer_class=DefaultTrainer):
     """Evaluate (--eval-only) or train; `trainer_class` lets a project pass its DefaultTrainer
     subclass (its own loaders, evaluators, hooks) and reuse this entry point."""
-    cfg = setup(args)
-    if args.eval_only:
-        model = trainer_class.build_model(cfg)
-        ClapCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
-            cfg.MODEL.WEIGHTS, resume=args.resume
-        )
-        return trainer_class.test(cfg, model)
-    trainer = trainer_class(cfg)
-    trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
-
-
-def invoke_main() -> None:
-    args = default_argument_parser().parse_args()
-    print("Command line arguments:", args)
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    return train_or_evaluate(setup(args), args, trainer_class)
 
 
 if __name__ == "__main__":
-    invoke_main()
+    launch_main(main)

@@ -24,12 +24,15 @@ from tqdm import tqdm
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from clap.config.config import get_cfg  # noqa: E402
+from clap.data.box_ops import box_corners  # noqa: E402
 from clap.data.catalog import DatasetCatalog  # noqa: E402
 from clap.data.datasets.nuscenes import dataset_name, register_from_config  # noqa: E402
 from clap.data.mapper import build_mapper  # noqa: E402
 from clap.utils.visualizer import (  # noqa: E402
+    CLASS_COLORS,
     draw_bev,
     draw_points_on_image,
+    ego_forward_angle,
     image_grid,
     label_image,
     save_image,
@@ -90,18 +93,16 @@ def render_sample(sample: dict, camera_names, point_cloud_range, pixels_per_mete
     else:
         ordered = [drawn[name] for name in camera_names]
     cameras = image_grid(ordered, columns=min(3, len(ordered))) if ordered else None
-    # Draw the ego's forward direction (ego +x, here in the augmented LiDAR frame) upwards.
-    forward = (
-        sample["aug_matrix"].double().numpy()[:3, :3]
-        @ np.linalg.inv(sample["lidar2ego"].numpy())[:3, 0]
-    )
+    boxes = sample["gt_boxes"].numpy()
     bev = draw_bev(
         points,
-        sample["gt_boxes"].numpy(),
-        sample["gt_labels"].numpy(),
+        box_corners(boxes)[:, :4, :2] if len(boxes) else None,
+        CLASS_COLORS[sample["gt_labels"].numpy()],
         point_cloud_range,
         pixels_per_meter,
-        up_direction=float(np.arctan2(forward[1], forward[0])),
+        up_direction=ego_forward_angle(
+            sample["aug_matrix"].double().numpy(), sample["lidar2ego"].numpy()
+        ),
     )
     if cameras is None:
         return None, bev, bev
@@ -130,7 +131,8 @@ def main(argv=None):
     for index, dataset_dict in enumerate(tqdm(dataset_dicts[: args.num_samples], desc="samples")):
         sample = mapper(dataset_dict)
         cameras, bev, overview = render_sample(
-            sample, cfg.INPUT.CAMERAS, cfg.INPUT.POINT_CLOUD_RANGE, args.bev_pixels_per_meter
+            sample, mapper.camera_names(dataset_dict), cfg.INPUT.POINT_CLOUD_RANGE,
+            args.bev_pixels_per_meter,
         )
         stem = os.path.join(args.output, f"{index:04d}_{sample['sample_token']}")
         images = {"bev": bev, "overview": overview}

@@ -12,8 +12,9 @@ loaded with `ClapCheckpointer(..., weights_only=False)`, an explicit opt-in.
 import logging
 import os
 import pickle
+import re
 from collections import OrderedDict
-from typing import Any, Callable, Dict, Iterable, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
 import torch
 from fvcore.common.checkpoint import Checkpointer
@@ -21,7 +22,14 @@ from fvcore.common.checkpoint import Checkpointer
 from clap.utils import comm
 from clap.utils.file_io import PathManager
 
-__all__ = ["ClapCheckpointer", "atomic_write", "check_weights_only_safe", "export_submodules"]
+__all__ = [
+    "ClapCheckpointer",
+    "UnreadableCheckpointError",
+    "atomic_write",
+    "check_weights_only_safe",
+    "export_submodules",
+    "remove_stale_temporaries",
+]
 
 LAST_CHECKPOINT_FILE = "last_checkpoint"
 
@@ -49,6 +57,61 @@ def check_weights_only_safe(obj: Any, where: str = "checkpoint") -> None:
     )
 
 
+# `atomic_write`'s temporary file for <folder>/<name>: <folder>/.<name>.tmp.<pid of the writer>
+_TEMPORARY_NAME = re.compile(r"^\.(?P<name>.+)\.tmp\.(?P<pid>\d+)$")
+
+
+class UnreadableCheckpointError(RuntimeError):
+    """A checkpoint file exists but cannot be read (truncated or corrupt); names the file."""
+
+
+def _temporary_path(path: str) -> str:
+    folder, basename = os.path.split(os.path.abspath(path))
+    return os.path.join(folder, f".{basename}.tmp.{os.getpid()}")
+
+
+def _process_is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str) -> List[str]:
+    """Delete the temporary files that `atomic_write` left in `folder` when its process was
+    killed during a write (`.<name>.tmp.<pid>`, e.g. `.model_0000099.pth.tmp.4242`): those of
+    this process and of processes that no longer run. Temporaries of other running processes
+    are kept, since they may be writing them now. Call it while this process writes nothing.
+
+    Returns:
+        The names of the deleted files.
+    """
+    if not os.path.isdir(folder):
+        return []
+    removed = []
+    for name in sorted(os.listdir(folder)):
+        match = _TEMPORARY_NAME.match(name)
+        if match is None:
+            continue
+        pid = int(match.group("pid"))
+        if pid != os.getpid() and _process_is_alive(pid):
+            continue
+        try:
+            os.remove(os.path.join(folder, name))
+        except FileNotFoundError:  # removed meanwhile (e.g. by another rank's process)
+            continue
+        removed.append(name)
+    if removed:
+        logging.getLogger(__name__).warning(
+            f"Removed {len(removed)} temporary file(s) of interrupted checkpoint writes from "
+            f"{folder}: {', '.join(removed)}"
+        )
+    return removed
+
+
 def atomic_write(path: str, write: Callable[[Any], None], mode: str = "wb") -> None:
     """Write a local file so that readers see either the old content or the complete new one.
 
@@ -57,9 +120,9 @@ def atomic_write(path: str, write: Callable[[Any], None], mode: str = "wb") -> N
     fails, or the process is killed, `path` keeps its previous content; the temporary file is
     removed on failure.
     """
-    folder, basename = os.path.split(os.path.abspath(path))
+    folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    temporary = os.path.join(folder, f".{basename}.tmp.{os.getpid()}")
+    temporary = _temporary_path(path)
     try:
         with open(temporary, mode) as f:
             write(f)
@@ -157,6 +220,50 @@ class ClapCheckpointer(Checkpointer):
             checkpointables = list(checkpointables)
         return super().load(path, checkpointables=checkpointables)
 
+    def resume_or_load(self, path: str, *, resume: bool = True) -> Dict[str, Any]:
+        """With `resume` and a `last_checkpoint` in `save_dir`: load everything from the file it
+        names. If that file cannot be read (truncated, corrupt), warn and load the newest other
+        training checkpoint of `save_dir` that can be read. Otherwise load only the model
+        weights of `path` (if given).
+
+        Returns:
+            The entries of the loaded file not consumed (e.g. "iteration", "rng_states").
+        Raises:
+            UnreadableCheckpointError: naming the file, when no checkpoint can be read.
+        """
+        if not (resume and self.has_checkpoint()):
+            return super().resume_or_load(path, resume=resume)
+        named = self.get_checkpoint_file()
+        try:
+            return self.load(named)
+        except UnreadableCheckpointError as error:
+            unreadable = error
+        for candidate in self._training_checkpoints_newest_first(exclude=named):
+            try:
+                if "iteration" not in self._load_file(candidate):
+                    continue  # not written by a training run (e.g. exported weights)
+            except (RuntimeError, ValueError) as error:  # unreadable, or not a checkpoint
+                self.logger.warning(f"Skipping {candidate} while resuming: {error}")
+                continue
+            self.logger.warning(
+                f"{unreadable} Resuming from {candidate} instead, the newest checkpoint of "
+                f"{self.save_dir} that can be read."
+            )
+            return self.load(candidate)
+        raise UnreadableCheckpointError(
+            f"{unreadable} No other checkpoint in {self.save_dir} can be read to resume from."
+        ) from unreadable
+
+    def _training_checkpoints_newest_first(self, exclude: str) -> List[str]:
+        """The `.pth` files of `save_dir` but `exclude`, the last written first."""
+        exclude = os.path.abspath(exclude)
+        paths = [os.path.abspath(os.path.join(self.save_dir, name))
+                 for name in os.listdir(self.save_dir)
+                 if name.endswith(".pth") and not name.startswith(".")]
+        paths = [p for p in paths if p != exclude and os.path.isfile(p)]
+        # newest first; on equal times "model_final" before "model_0000123", later before earlier
+        return sorted(paths, key=lambda p: (os.path.getmtime(p), p), reverse=True)
+
     def _load_file(self, filename: str) -> Dict[str, Any]:
         try:
             data = torch.load(filename, map_location="cpu", weights_only=self.weights_only)
@@ -165,6 +272,14 @@ class ClapCheckpointer(Checkpointer):
                 f"Could not load {filename} with weights_only=True: it holds objects other than "
                 "tensors and primitives. If you trust the file, load it with "
                 "ClapCheckpointer(..., weights_only=False)."
+            ) from error
+        except (RuntimeError, EOFError, OSError) as error:
+            if isinstance(error, FileNotFoundError):
+                raise
+            size = os.path.getsize(filename) if os.path.isfile(filename) else 0
+            raise UnreadableCheckpointError(
+                f"Checkpoint {filename} ({size} bytes) cannot be read: it is truncated or "
+                f"corrupt ({type(error).__name__}: {error})."
             ) from error
         if not isinstance(data, dict):
             raise ValueError(f"{filename}: expected a dict, found a {type(data).__name__}")

@@ -19,10 +19,10 @@ _C.MODEL.META_ARCHITECTURE = "CLAP"
 _C.MODEL.DEVICE = "cpu"
 # Checkpoint to initialise from (a path); empty for random initialisation.
 _C.MODEL.WEIGHTS = ""
-# Sparse convolution backend: "auto" (torchsparse when importable and MODEL.DEVICE is CUDA, else
-# "torch"), "torchsparse" (an error when it cannot be imported), or "torch" (pure-torch coordinate
-# hashing, any device). Both share one weight layout (K, C_in, C_out), so checkpoints move between
-# them; see docs/encoders.md.
+# Sparse convolution backend: "auto" (on CUDA torchsparse, else spconv, when importable; else
+# "torch"), "torchsparse" or "spconv" (an error when it cannot be imported; spconv's CPU build has
+# no backward), or "torch" (pure-torch coordinate hashing, any device). All share one weight
+# layout (K, C_in, C_out), so checkpoints move between them; see docs/encoders.md.
 _C.MODEL.SPARSE_BACKEND = "auto"
 # Lower precision inside the convolutional encoders on the CPU (clap/layers/autocast.py): ""
 # (float32) or "bfloat16" (the image backbone's ResNet and the BEV backbone compute under
@@ -55,13 +55,16 @@ _C.MODEL.LIDAR_BACKBONE.NUM_BLOCKS = [2, 2, 2, 2]
 # Kernel (odd, cells) of the dense Conv3d that maps the scattered sparse output to OUT_CHANNELS.
 _C.MODEL.LIDAR_BACKBONE.DENSE_KERNEL_SIZE = 3
 # MAE block masking in training: fraction of the occupied blocks of each sample whose voxels are
-# dropped (0 disables; UniPAD: 0.8), and the block edge in input voxels (UniPAD: 8).
+# dropped, and the block edge in input voxels (UniPAD: 8). 0 disables (detection, SimIPU). CLAP
+# paper: masking rate 0.9, one rate without a per-modality split (configs/Base-CLAP.yaml masks
+# both modalities at 0.9); UniPAD: 0.8 for LiDAR, 0.3 for images (the single-modal configs).
 _C.MODEL.LIDAR_BACKBONE.MASK_RATIO = 0.0
 _C.MODEL.LIDAR_BACKBONE.MASK_BLOCK_SIZE = 8
 
 # Image backbone (IMAGE_BACKBONE_REGISTRY): (B * N_cam, 3, H, W) -> multi-scale feature maps.
 # Takes images normalised by MODEL.PIXEL_MEAN / PIXEL_STD (the meta-architecture normalises, see
-# clap.modeling.image_backbone.normalize_images). "ResNetFPN" returns "p2".."p5", "ResNet" "res*".
+# clap.modeling.image_backbone.normalize_images). "ResNetFPN" returns the levels "pN" of
+# FPN.OUT_FEATURES, "ResNet" the stages "res*".
 _C.MODEL.IMAGE_BACKBONE = CN()
 _C.MODEL.IMAGE_BACKBONE.NAME = "ResNetFPN"
 # ResNet depth: 18, 34 or 50.
@@ -76,12 +79,17 @@ _C.MODEL.IMAGE_BACKBONE.NORM = "BN"
 # "" for random initialisation. Nothing is downloaded.
 _C.MODEL.IMAGE_BACKBONE.WEIGHTS = ""
 # Random patch masking in training: fraction of patches set to 0 (the mean colour after
-# normalisation; 0 disables; UniPAD: 0.3) and the patch edge in pixels (UniPAD: 32).
+# normalisation) and the patch edge in pixels (UniPAD: 32). 0 disables; CLAP paper: 0.9
+# (configs/Base-CLAP.yaml); UniPAD: 0.3 (LIDAR_BACKBONE.MASK_RATIO tells both).
 _C.MODEL.IMAGE_BACKBONE.MASK_RATIO = 0.0
 _C.MODEL.IMAGE_BACKBONE.MASK_PATCH_SIZE = 32
 _C.MODEL.IMAGE_BACKBONE.FPN = CN()
 # Channels of every FPN level.
 _C.MODEL.IMAGE_BACKBONE.FPN.OUT_CHANNELS = 256
+# FPN levels built and returned ("p2".."p5", one per ResNet stage of OUT_FEATURES); empty: the
+# levels the lift reads (MODEL.VIEW_TRANSFORM.IN_FEATURES). A level nothing reads would hold
+# parameters without gradient, which multi-process (DDP) training rejects.
+_C.MODEL.IMAGE_BACKBONE.FPN.OUT_FEATURES = []
 
 # Camera-to-voxel lift (VIEW_TRANSFORM_REGISTRY): image features -> (B, C_I, Z, Y, X).
 _C.MODEL.VIEW_TRANSFORM = CN()
@@ -92,11 +100,17 @@ _C.MODEL.VIEW_TRANSFORM.OUT_CHANNELS = 80
 _C.MODEL.VIEW_TRANSFORM.IN_FEATURES = ["p3"]
 # Meters: a cell centre not farther than this in front of a camera is not seen by it.
 _C.MODEL.VIEW_TRANSFORM.MIN_DEPTH = 0.1
-# Depth bins of the depth-distribution head (each sample weighted by the probability of the cell's
-# depth); 0 disables the head.
-_C.MODEL.VIEW_TRANSFORM.DEPTH_BINS = 0
+# Depth-distribution lift (LSS / BEVFusion): a 1x1 conv on each sampled feature level predicts per
+# feature cell a softmax over DEPTH_BINS equal bins of camera depth, and a cell that samples pixel
+# u at depth d gets feature * p(bin holding d | u); a camera does not see cells outside
+# DEPTH_RANGE. Depth is z in the camera frame (meters, not the range along the ray), taken from
+# lidar2img of the augmented image, so it is exact under image augmentation. A cell reads only
+# the bin at its centre: bins much narrower than the cells' extent along the rays leave bins
+# unread. 0 disables the head (the camera volume is then constant along each ray).
+# BEVFusion's dbound [1, 60, 0.5]: 118 bins of 0.5 m.
+_C.MODEL.VIEW_TRANSFORM.DEPTH_BINS = 118
 # (min, max) camera depth covered by the bins, meters.
-_C.MODEL.VIEW_TRANSFORM.DEPTH_RANGE = [1.0, 61.0]
+_C.MODEL.VIEW_TRANSFORM.DEPTH_RANGE = [1.0, 60.0]
 
 # Fusion (FUSION_REGISTRY): (P^, I^) -> F^ (B, C_F, Z, Y, X). "ConcatConvFusion": concat + Conv3d
 # + BN + ReLU (a conv on the one present volume for single-modal models); "PassThroughFusion":
@@ -293,15 +307,11 @@ _C.INPUT.MAX_POINTS_PER_VOXEL = 10
 # Input voxels kept per sample at most (in order of first appearance), training / inference.
 _C.INPUT.MAX_VOXELS_TRAIN = 120000
 _C.INPUT.MAX_VOXELS_TEST = 160000
-# Camera channels loaded, in this order (the N_cam axis of the batch); empty loads no images.
-_C.INPUT.CAMERAS = [
-    "CAM_FRONT",
-    "CAM_FRONT_RIGHT",
-    "CAM_FRONT_LEFT",
-    "CAM_BACK",
-    "CAM_BACK_LEFT",
-    "CAM_BACK_RIGHT",
-]
+# Camera channels loaded, in this order (the N_cam axis of the batch). Empty (default): every
+# camera the data has (nuScenes' six in the order CAM_FRONT, CAM_FRONT_RIGHT, CAM_FRONT_LEFT,
+# CAM_BACK, CAM_BACK_LEFT, CAM_BACK_RIGHT; other channels after them by name) when
+# MODEL.MODALITIES holds "camera", no images otherwise.
+_C.INPUT.CAMERAS = []
 # Size (H, W) of every image fed to the model, pixels.
 _C.INPUT.IMAGE_SIZE = [256, 704]
 # Image resize factor range, relative to the scale that fits the source width to IMAGE_SIZE W;
@@ -343,8 +353,9 @@ _C.DATASETS.ROOT = "datasets/synthetic_nuscenes"
 # folder found. Data sets are named nuscenes_<version>_<split>, split from the devkit's split
 # lists, the version's splits.json, or "all".
 _C.DATASETS.VERSION = "v1.0-mini"
-# Folder of the per-sample caches (rebuilt when the tables change).
-_C.DATASETS.CACHE_DIR = "datasets/cache"
+# Folder of the per-sample caches (rebuilt when the tables change). Empty: ".clap_cache" under
+# DATASETS.ROOT when that folder is writable, else under OUTPUT_DIR.
+_C.DATASETS.CACHE_DIR = ""
 # Fraction of the samples of each DATASETS.TRAIN set that is used (label-scarce fine-tuning,
 # e.g. 0.05 or 0.01); at least one sample. The subset is fixed by TRAIN_FRACTION_SEED.
 _C.DATASETS.TRAIN_FRACTION = 1.0

@@ -2,6 +2,7 @@
 
 import functools
 import logging
+import os
 import pickle
 import random
 from contextlib import contextmanager
@@ -16,9 +17,19 @@ from clap.data.samplers import InferenceSampler, TrainingSampler
 from clap.utils import comm
 from clap.utils.env import derive_seed, seed_all_rng
 
-__all__ = ["MapDataset", "build_test_loader", "build_train_loader", "get_dataset_dicts"]
+__all__ = [
+    "MapDataset",
+    "build_test_loader",
+    "build_train_loader",
+    "drop_samples_with_empty_point_clouds",
+    "get_dataset_dicts",
+]
 
 logger = logging.getLogger(__name__)
+
+# Data sets whose size has been logged in this process (each is logged once, however often the
+# model, the loaders and the evaluations ask for it).
+_SIZE_LOGGED = set()
 
 
 def get_dataset_dicts(names: Union[str, Sequence[str]], cfg=None) -> List[dict]:
@@ -43,9 +54,41 @@ def get_dataset_dicts(names: Union[str, Sequence[str]], cfg=None) -> List[dict]:
         dataset_dicts = DatasetCatalog.get(name)
         if len(dataset_dicts) == 0:
             raise ValueError(f"Data set '{name}' is empty")
-        logger.info(f"Data set '{name}': {len(dataset_dicts)} samples")
+        if name not in _SIZE_LOGGED:
+            logger.info(f"Data set '{name}': {len(dataset_dicts)} samples")
+            _SIZE_LOGGED.add(name)
         dicts.extend(dataset_dicts)
     return dicts
+
+
+def drop_samples_with_empty_point_clouds(dataset_dicts: Sequence[dict]) -> List[dict]:
+    """The sample dicts without those whose key-frame LiDAR file (`lidar_path`) is empty
+    (0 bytes): training has no point to learn from there (no ray to render, no point in the
+    ground-truth boxes). Each dropped sample is warned about with its file and sample token,
+    and their number is logged. Dicts without `lidar_path` are kept.
+
+    Raises:
+        ValueError: when every sample is dropped.
+    """
+    kept = []
+    for dataset_dict in dataset_dicts:
+        path = dataset_dict.get("lidar_path")
+        if path is not None and os.path.isfile(path) and os.path.getsize(path) == 0:
+            logger.warning(
+                f"Skipping sample {dataset_dict.get('sample_token')} in training: its key-frame "
+                f"point cloud {path} is empty (0 bytes)"
+            )
+            continue
+        kept.append(dataset_dict)
+    dropped = len(dataset_dicts) - len(kept)
+    if dropped:
+        logger.warning(
+            f"Skipped {dropped} of {len(dataset_dicts)} training samples whose key-frame point "
+            "cloud is empty"
+        )
+    if not kept:
+        raise ValueError("Every training sample has an empty key-frame point cloud")
+    return kept
 
 
 class _SerializedList:
@@ -158,6 +201,8 @@ def build_train_loader(
         mapper: sample dict -> model inputs of one sample; default
             `clap.data.mapper.build_mapper(cfg, is_train=True)`.
         dataset: the sample dicts; default those of DATASETS.TRAIN from DatasetCatalog.
+            Samples with an empty key-frame point cloud are left out (warned about, counted;
+            `drop_samples_with_empty_point_clouds`).
         collate_fn: list of mapped samples -> batch; default `clap.data.collate.collate_batch`.
         start_iter: iterations already trained; the loader starts at global sample position
             start_iter x IMS_PER_BATCH, so a resumed run gets the batches an uninterrupted run
@@ -179,6 +224,7 @@ def build_train_loader(
         if len(cfg.DATASETS.TRAIN) == 0:
             raise ValueError("DATASETS.TRAIN is empty: name at least one registered data set")
         dataset = get_dataset_dicts(cfg.DATASETS.TRAIN, cfg)
+    dataset = drop_samples_with_empty_point_clouds(dataset)
     mapper, collate_fn = _resolve_mapper_and_collate(cfg, mapper, collate_fn, is_train=True)
     seed = _run_seed(cfg)
     rank = comm.get_rank()

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from clap.config.config import configurable
+from clap.data.datasets.nuscenes import CAMERA_CHANNELS
 from clap.data.transforms import (
     ColorJitter,
     GlobalRotScaleFlipTranslate,
@@ -73,7 +74,7 @@ class NuScenesMapper:
     `lidar2img` and `aug_matrix`; points and boxes outside `point_cloud_range` dropped; points
     averaged into input voxels.
 
-    Returns a dict with (N_cam = len(cameras), (H, W) = image size):
+    Returns a dict with (N_cam = len(camera_names(dataset_dict)), (H, W) = image size):
         sample_token: str
         points: (N, 5) float32 x, y, z, intensity, time lag (s)
         voxel_features: (V, 5) float32; voxel_coords: (V, 3) int32 `[x, y, z]`;
@@ -92,7 +93,7 @@ class NuScenesMapper:
         self,
         *,
         is_train: bool,
-        cameras: Sequence[str],
+        cameras: Optional[Sequence[str]],
         num_sweeps: int,
         image_augmentation: ResizeCropFlip,
         point_cloud_range: Sequence[float],
@@ -106,7 +107,8 @@ class NuScenesMapper:
         """
         Args:
             is_train: training mode (random augmentation, box filtering by point count).
-            cameras: camera channels, in output order.
+            cameras: camera channels, in output order; None: every camera of each sample
+                (`camera_names`); empty: no images.
             num_sweeps: earlier LiDAR sweeps merged into the key frame at most.
             image_augmentation: draws each camera's resize / crop / flip.
             point_cloud_range: (x_min, y_min, z_min, x_max, y_max, z_max), meters.
@@ -117,7 +119,7 @@ class NuScenesMapper:
             min_box_lidar_points: training drops boxes with fewer annotated LiDAR points.
         """
         self.is_train = is_train
-        self.cameras = list(cameras)
+        self.cameras = None if cameras is None else list(cameras)
         self.num_sweeps = int(num_sweeps)
         self.image_augmentation = image_augmentation
         self.color_jitter = color_jitter
@@ -133,7 +135,7 @@ class NuScenesMapper:
         inp = cfg.INPUT
         return {
             "is_train": is_train,
-            "cameras": list(inp.CAMERAS),
+            "cameras": _cameras_from_config(cfg),
             "num_sweeps": inp.NUM_SWEEPS,
             "image_augmentation": ResizeCropFlip(
                 inp.IMAGE_SIZE,
@@ -172,7 +174,7 @@ class NuScenesMapper:
             points = point_transform.apply_points(points)
             boxes = point_transform.apply_boxes(boxes)
         lidar2cam = point_transform.apply_lidar2cam(cameras["lidar2cam"])
-        projection = np.tile(np.eye(4), (len(self.cameras), 1, 1))
+        projection = np.tile(np.eye(4), (len(cameras["intrinsics"]), 1, 1))
         projection[:, :3, :3] = cameras["intrinsics"]
 
         points = points[points_in_range_mask(points, self.point_cloud_range)]
@@ -208,6 +210,12 @@ class NuScenesMapper:
     def _load_points(self, dataset_dict: dict) -> np.ndarray:
         """(N, 5) float32: key frame then sweeps, x, y, z, intensity, time lag (s)."""
         key = load_lidar_points(dataset_dict["lidar_path"])
+        if len(key) == 0:
+            logger.warning(
+                "Sample %s: its key-frame point cloud %s is empty (0 points)",
+                dataset_dict["sample_token"],
+                dataset_dict["lidar_path"],
+            )
         clouds: List[np.ndarray] = [np.concatenate([key, np.zeros_like(key[:, :1])], axis=1)]
         for sweep in dataset_dict["sweeps"][: self.num_sweeps]:
             points = load_lidar_points(sweep["path"])
@@ -228,14 +236,24 @@ class NuScenesMapper:
             points = points[finite]
         return points
 
+    def camera_names(self, dataset_dict: dict) -> List[str]:
+        """The camera channels loaded for this sample, in output order: `cameras`, or (None)
+        every camera of the sample, nuScenes channels first in `CAMERA_CHANNELS` order, then any
+        other by name."""
+        if self.cameras is not None:
+            return self.cameras
+        known = {name: index for index, name in enumerate(CAMERA_CHANNELS)}
+        return sorted(dataset_dict["cameras"], key=lambda name: (known.get(name, len(known)), name))
+
     def _load_cameras(self, dataset_dict: dict, rng: np.random.Generator) -> Dict[str, np.ndarray]:
         """Augmented images (N_cam, 3, H, W) uint8 RGB and their calibration (float64)."""
         height, width = self.image_augmentation.output_size
-        images = np.zeros((len(self.cameras), 3, height, width), dtype=np.uint8)
-        intrinsics = np.zeros((len(self.cameras), 3, 3))
-        lidar2cam = np.zeros((len(self.cameras), 4, 4))
-        image_aug = np.zeros((len(self.cameras), 3, 3))
-        for index, name in enumerate(self.cameras):
+        names = self.camera_names(dataset_dict)
+        images = np.zeros((len(names), 3, height, width), dtype=np.uint8)
+        intrinsics = np.zeros((len(names), 3, 3))
+        lidar2cam = np.zeros((len(names), 4, 4))
+        image_aug = np.zeros((len(names), 3, 3))
+        for index, name in enumerate(names):
             if name not in dataset_dict["cameras"]:
                 raise KeyError(
                     f"sample {dataset_dict['sample_token']} has no camera {name}; it has "
@@ -288,6 +306,14 @@ class NuScenesMapper:
             keep = np.asarray(dataset_dict["num_lidar_pts"]) >= self.min_box_lidar_points
             boxes, labels = boxes[keep], labels[keep]
         return boxes, labels
+
+
+def _cameras_from_config(cfg) -> Optional[List[str]]:
+    """INPUT.CAMERAS; when empty, every camera of the data (None) for a model with the camera
+    modality (MODEL.MODALITIES), no images ([]) for one without."""
+    if cfg.INPUT.CAMERAS:
+        return list(cfg.INPUT.CAMERAS)
+    return None if "camera" in cfg.MODEL.MODALITIES else []
 
 
 def _float32(array: np.ndarray) -> torch.Tensor:

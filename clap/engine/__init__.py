@@ -8,6 +8,7 @@ from .defaults import (
     default_setup,
     default_writers,
 )
+from .entry_point import launch_main, setup_config, train_or_evaluate
 from .hooks import EvalHook, IterationTimer, LRScheduler, PeriodicCheckpointer, PeriodicWriter
 from .inference import inference_context, inference_on_dataset
 from .launch import launch
@@ -32,4 +33,7 @@ __all__ = [
     "inference_context",
     "inference_on_dataset",
     "launch",
+    "launch_main",
+    "setup_config",
+    "train_or_evaluate",
 ]

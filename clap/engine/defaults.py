@@ -1,12 +1,9 @@
 """The default training set-up: command line, logging / seeding set-up and DefaultTrainer.
 
-`tools/train_net.py` is the reference use:
-
-    args = default_argument_parser().parse_args()
-    launch(main, args.num_gpus, args.num_machines, args.machine_rank, args.dist_url, (args,))
-
-with `main` building the config, calling `default_setup`, then `DefaultTrainer(cfg)`,
-`resume_or_load(args.resume)` and `train()`.
+The training scripts use them through `clap.engine.entry_point`: `launch_main` parses
+`default_argument_parser`'s command line and starts the processes, `setup_config` builds the
+config and calls `default_setup`, `train_or_evaluate` builds `DefaultTrainer(cfg)` (or a
+subclass), calls `resume_or_load(args.resume)` and `train()`.
 """
 
 import argparse
@@ -278,22 +275,24 @@ class DefaultTrainer(TrainerBase):
         return model_hooks
 
     def build_hooks(self) -> List[HookBase]:
-        """IterationTimer, LRScheduler, the model's hooks, PeriodicCheckpointer, EvalHook (when
-        DATASETS.TEST is set: every TEST.EVAL_PERIOD iterations and at the end) and
+        """IterationTimer, LRScheduler, the model's hooks, EvalHook (when DATASETS.TEST is set:
+        every TEST.EVAL_PERIOD iterations and at the end), PeriodicCheckpointer and
         PeriodicWriter (console, metrics.json, TensorBoard on the main rank; every
         SOLVER.LOG_PERIOD iterations)."""
         cfg = self.cfg
         hook_list: List[HookBase] = [hooks.IterationTimer(), hooks.LRScheduler(self.scheduler)]
         hook_list.extend(self.build_model_hooks())
+        # Evaluation before the checkpoint of the same iteration: a run killed between the two
+        # resumes from an earlier checkpoint and evaluates again, instead of skipping it.
+        if len(cfg.DATASETS.TEST) > 0:
+            hook_list.append(
+                hooks.EvalHook(cfg.TEST.EVAL_PERIOD, lambda: self.test(self.cfg, self.model))
+            )
         hook_list.append(
             hooks.PeriodicCheckpointer(
                 self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD, max_to_keep=cfg.SOLVER.MAX_TO_KEEP
             )
         )
-        if len(cfg.DATASETS.TEST) > 0:
-            hook_list.append(
-                hooks.EvalHook(cfg.TEST.EVAL_PERIOD, lambda: self.test(self.cfg, self.model))
-            )
         writers = self.build_writers() if comm.is_main_process() else []
         hook_list.append(hooks.PeriodicWriter(writers, period=cfg.SOLVER.LOG_PERIOD))
         return hook_list

@@ -1,8 +1,9 @@
 """Hooks of the default training loop: timing, LR schedule, checkpoints, evaluation, writers.
 
 Recommended order (DefaultTrainer.build_hooks): IterationTimer, LRScheduler, model hooks,
-PeriodicCheckpointer, EvalHook, PeriodicWriter -- so that a checkpoint written at iteration i
-contains every state change of iteration i, and writers see the evaluation results.
+EvalHook, PeriodicCheckpointer, PeriodicWriter -- so that a checkpoint written at iteration i
+contains every state change of iteration i and is written after that iteration's evaluation (a
+run killed in between evaluates again when resumed), and writers see the evaluation results.
 """
 
 import datetime
@@ -17,6 +18,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 import torch
 from fvcore.common.checkpoint import PeriodicCheckpointer as _FvcorePeriodicCheckpointer
 
+from clap.checkpoint import remove_stale_temporaries
 from clap.engine.train_loop import HookBase
 from clap.utils import comm
 from clap.utils.env import get_rng_states, set_rng_states
@@ -105,7 +107,9 @@ class PeriodicCheckpointer(_FvcorePeriodicCheckpointer, HookBase):
 
     Runs on every rank (gathering the RNG states is a collective); only the checkpointer of the
     main rank writes. With `max_to_keep`, older periodic files in the folder are deleted (found
-    by name, so this also holds across restarts); the final file is always kept.
+    by name, so this also holds across restarts); the final file is always kept. Temporary
+    files of checkpoint writes interrupted by a kill are deleted when training starts and at
+    each such rotation.
     """
 
     def __init__(
@@ -117,6 +121,11 @@ class PeriodicCheckpointer(_FvcorePeriodicCheckpointer, HookBase):
 
     def before_train(self):
         self.max_iter = self.trainer.max_iter
+        self._remove_stale_temporaries()
+
+    def _remove_stale_temporaries(self) -> None:
+        if self.checkpointer.save_to_disk and self.checkpointer.save_dir:
+            remove_stale_temporaries(self.checkpointer.save_dir)
 
     def after_step(self):
         iteration = self.trainer.iter
@@ -135,6 +144,7 @@ class PeriodicCheckpointer(_FvcorePeriodicCheckpointer, HookBase):
     def _delete_old_checkpoints(self) -> None:
         if self.max_to_keep is None or not self.checkpointer.save_to_disk:
             return
+        self._remove_stale_temporaries()
         pattern = re.compile(rf"^{re.escape(self.file_prefix)}_(\d{{7}})\.pth$")
         save_dir = self.checkpointer.save_dir
         periodic = sorted(
@@ -224,20 +234,38 @@ class EvalHook(HookBase):
 class PeriodicWriter(HookBase):
     """Runs the writers every `period` iterations, after the last iteration and at the end of
     training (then closes them). Images and histograms in the storage are dropped after each
-    write, on every rank (register it on every rank, with writers on the main rank only)."""
+    write, on every rank (register it on every rank, with writers on the main rank only).
 
-    def __init__(self, writers: Sequence[EventWriter], period: int = 20):
+    Its state is the last `window_size` values of every scalar, so that a resumed run's
+    smoothed values (medians over the last values) continue the window of the interrupted run
+    instead of restarting it.
+    """
+
+    def __init__(self, writers: Sequence[EventWriter], period: int = 20, window_size: int = 20):
+        """
+        Args:
+            writers: run on each write.
+            period: iterations between writes.
+            window_size: values per scalar kept in checkpoints (the writers' smoothing window).
+        """
         self._writers: List[EventWriter] = list(writers)
         for writer in self._writers:
             if not isinstance(writer, EventWriter):
                 raise TypeError(f"Expected an EventWriter, got {type(writer).__name__}")
         self._period = period
+        self._window_size = window_size
+        self._restored: Optional[Dict[str, dict]] = None
 
     def _write(self) -> None:
         for writer in self._writers:
             writer.write()
         self.trainer.storage.clear_images()
         self.trainer.storage.clear_histograms()
+
+    def before_train(self):
+        if self._restored:
+            self.trainer.storage.restore_recent_values(self._restored)
+        self._restored = None
 
     def after_step(self):
         iteration = self.trainer.iter
@@ -248,3 +276,12 @@ class PeriodicWriter(HookBase):
         self._write()
         for writer in self._writers:
             writer.close()
+
+    def state_dict(self) -> dict:
+        storage = self.trainer.storage if self.trainer is not None else None
+        if storage is None:
+            return {}
+        return {"recent_scalars": storage.recent_state(self._window_size)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._restored = state.get("recent_scalars")

@@ -120,7 +120,10 @@ class TrainerBase:
             hook.before_train()
 
     def after_train(self) -> None:
-        self.storage.iter = self.iter
+        # After an error at iteration k only iterations up to k - 1 are complete: writers then
+        # leave out what iteration k had put.
+        finished = self.iter >= self.max_iter
+        self.storage.iter = self.iter if finished else self.iter - 1
         for hook in self._hooks:
             hook.after_train()
 

@@ -1,12 +1,27 @@
 """Twice-differentiable trilinear sampling of a dense volume, in plain torch.
 
-`torch.nn.functional.grid_sample` has no double backward w.r.t. the sampling grid, but the neural
-field needs it: its normal is dSDF/dp (computed with `create_graph=True`) and the losses on that
-normal (colour, eikonal) and the curvature sampler (d normal / dp) differentiate once more. Here
-the 8 corner values are gathered with one vectorised `index_select` and blended with weights that
-are polynomials of the point coordinates, so autograd provides every derivative w.r.t. both the
-points and the volume. The blend is a closed set of three autograd functions (blend, gather-dot,
-scatter) that work a corner at a time, so the gathered (P, 8, C) corners are never stored.
+The neural field differentiates its samples twice: its normal is dSDF/dp (computed with
+`create_graph=True`), and the losses on that normal (colour, eikonal) and the curvature sampler
+(d normal / dp) differentiate once more. `torch.nn.functional.grid_sample` (5-D, bilinear,
+`align_corners=True`) has that double backward in recent torch (2.13: it matches this sampler
+to 1e-13 in float64, values and both derivatives; 2.4 has none), but this sampler is kept
+because it is faster where the project uses it (CPU, one thread; docs/performance.md):
+
+- with the normal's double backward (every training step that renders camera rays, whose colour
+  reads the normal): 1.4x faster on the CPU config's volume, 2 to 2.5x on the paper's;
+- on the paper-scale volume (32 channels, 180 x 180 x 5) in every case, forward only included;
+- `smooth=True` (smoothstep blend) and `batch_index` (points of several samples mixed in one
+  flat tensor) have no `grid_sample` counterpart.
+
+`grid_sample` is faster only for a forward, or a first-order backward to the points, on small
+volumes (the CPU config's 16 x 32 x 32 x 6: 9 against 13 ms forward); the render head does not
+run that case in training.
+
+Here the 8 corner values are gathered with one vectorised `index_select` and blended with
+weights that are polynomials of the point coordinates, so autograd provides every derivative
+w.r.t. both the points and the volume. The blend is a closed set of three autograd functions
+(blend, gather-dot, scatter) that work a corner at a time, so the gathered (P, 8, C) corners are
+never stored.
 
 Conventions (those of `grid_sample(..., mode="bilinear", align_corners=True)`): points are given
 as normalised (x, y, z) in [-1, 1], where -1 / +1 are the centres of the first / last cells along

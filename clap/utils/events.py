@@ -15,6 +15,7 @@ from collections import defaultdict
 from contextlib import contextmanager
 from typing import Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
 from fvcore.common.history_buffer import HistoryBuffer
 
@@ -65,6 +66,7 @@ class EventStorage:
         self._history: Dict[str, HistoryBuffer] = defaultdict(lambda: HistoryBuffer(history_length))
         self._smoothing_hints: Dict[str, bool] = {}
         self._latest_scalars: Dict[str, Tuple[float, int]] = {}
+        self._start_iter = int(start_iter)
         self._iter = int(start_iter)
         self._prefix = ""
         self._images: List[Tuple[str, torch.Tensor, int]] = []
@@ -110,15 +112,49 @@ class EventStorage:
         """name -> (latest value, iteration it was put at), for every scalar."""
         return dict(self._latest_scalars)
 
+    def recent_values(self, name: str, window_size: int) -> List[Tuple[float, int]]:
+        """The last `window_size` (value, iteration) pairs of a scalar put at iterations up to
+        the current one (`iter`; later ones belong to an iteration that has not finished)."""
+        data = self.history(name).values()
+        end = len(data)
+        while end > 0 and data[end - 1][1] > self._iter:
+            end -= 1
+        return [(value, int(it)) for value, it in data[max(0, end - window_size):end]]
+
     def latest_with_smoothing_hint(self, window_size: int = 20) -> Dict[str, Tuple[float, int]]:
-        """Like `latest`, but scalars with a smoothing hint give their median over the last
-        `window_size` values."""
+        """name -> (value, iteration) for every scalar put in this storage's iterations up to
+        the current one (`start_iter` .. `iter`): the value put last, or for scalars with a
+        smoothing hint the median of the last `window_size` values (which may include values
+        restored from before `start_iter`, see `restore_recent_values`)."""
         result = {}
-        for name, (value, it) in self._latest_scalars.items():
+        for name in self._history:
+            values = self.recent_values(name, window_size)
+            if not values or values[-1][1] < self._start_iter:
+                continue
+            value, it = values[-1]
             if self._smoothing_hints[name]:
-                value = float(self._history[name].median(window_size))
+                value = float(np.median([v for v, _ in values]))
             result[name] = (value, it)
         return result
+
+    def recent_state(self, window_size: int = 20) -> Dict[str, dict]:
+        """The last `window_size` values of every scalar up to `iter`, with its smoothing hint:
+        {name: {"values": [[value, iteration], ...], "smoothing_hint": bool}} (checkpointable)."""
+        return {
+            name: {
+                "values": [[v, it] for v, it in self.recent_values(name, window_size)],
+                "smoothing_hint": self._smoothing_hints[name],
+            }
+            for name in self._history
+        }
+
+    def restore_recent_values(self, state: Dict[str, dict]) -> None:
+        """Put back what `recent_state` returned (before any new value), so that the smoothed
+        values of a resumed run cover the same window as in an uninterrupted run."""
+        for name, entry in state.items():
+            for value, it in entry["values"]:
+                self._history[name].update(float(value), int(it))
+                self._smoothing_hints[name] = bool(entry["smoothing_hint"])
 
     def smoothing_hints(self) -> Dict[str, bool]:
         return dict(self._smoothing_hints)
@@ -190,8 +226,14 @@ class EventStorage:
     # ------------------------------------------------------------------ iteration, scopes
     @property
     def iter(self) -> int:
-        """The iteration new events belong to (the trainer sets it before each step)."""
+        """The iteration new events belong to (the trainer sets it before each step; after an
+        error, to the last completed iteration, so that writers leave the failed one out)."""
         return self._iter
+
+    @property
+    def start_iter(self) -> int:
+        """The first iteration of this storage."""
+        return self._start_iter
 
     @iter.setter
     def iter(self, value: int) -> None:
@@ -230,9 +272,10 @@ class EventWriter:
 class JSONWriter(EventWriter):
     """Appends one JSON object per iteration to a file: {"iteration": i, name: value, ...}.
 
-    Scalars with a smoothing hint are written as their median over `window_size` values. A
-    resumed run appends to the same file, so an iteration can appear twice after a restart.
-    Read with `[json.loads(line) for line in open(path)]`.
+    Scalars with a smoothing hint are written as their median over the last `window_size`
+    values. Only completed iterations are written (not the one an error stopped). A resumed run
+    appends to the same file, so iterations after the resumed checkpoint that had been written
+    before the interruption appear twice. Read with `[json.loads(line) for line in open(path)]`.
     """
 
     def __init__(self, json_file: str, window_size: int = 20):
@@ -289,10 +332,13 @@ class TensorboardWriter(EventWriter):
 
 
 class ConsoleWriter(EventWriter):
-    """Logs one line per call: ETA, iteration, losses, time, data time, lr and peak GPU memory.
+    """Logs one line per call: ETA, iteration, losses, time, data time, lr and peak GPU memory,
+    for the current iteration of the storage (the last completed one after an error; nothing
+    when that line was logged already).
 
-    Expects the scalars "time" (IterationTimer), "data_time" (trainer) and "lr" (LRScheduler
-    hook); missing ones are left out of the line.
+    Losses, "time" and "data_time" are medians over the last `window_size` values; "lr" is the
+    value of the iteration. Expects the scalars "time" (IterationTimer), "data_time" (trainer)
+    and "lr" (LRScheduler hook); missing ones are left out of the line.
     """
 
     def __init__(self, max_iter: int, window_size: int = 20):
@@ -300,11 +346,13 @@ class ConsoleWriter(EventWriter):
         self._max_iter = max_iter
         self._window_size = window_size
         self._last_write: Optional[Tuple[int, float]] = None  # (iteration, wall time)
+        self._last_written_iter = -1
 
     def _eta_seconds(self, storage: EventStorage, iteration: int) -> Optional[float]:
         remaining = self._max_iter - iteration - 1
-        if "time" in storage.histories():
-            return storage.history("time").median(1000) * remaining
+        times = storage.recent_values("time", 1000) if "time" in storage.histories() else []
+        if times:
+            return float(np.median([v for v, _ in times])) * remaining
         now = time.perf_counter()
         eta = None
         if self._last_write is not None and iteration > self._last_write[0]:
@@ -316,27 +364,29 @@ class ConsoleWriter(EventWriter):
     def write(self) -> None:
         storage = get_event_storage()
         iteration = storage.iter
-        if iteration >= self._max_iter:
-            return  # training finished; the last iteration was written already
-        histories = storage.histories()
-
-        def median(name: str) -> Optional[float]:
-            return histories[name].median(self._window_size) if name in histories else None
-
+        if iteration >= self._max_iter or iteration <= self._last_written_iter:
+            return  # training finished (the last iteration was written), or written already
+        values = {
+            name: value
+            for name, (value, it) in storage.latest_with_smoothing_hint(self._window_size).items()
+            if it == iteration
+        }
+        if not values:
+            return  # no iteration completed in this storage yet
+        self._last_written_iter = iteration
         eta = self._eta_seconds(storage, iteration)
         parts = []
         if eta is not None:
             parts.append(f"eta: {datetime.timedelta(seconds=int(eta))}")
         parts.append(f"iter: {iteration}")
-        for name in sorted(histories):
+        for name in sorted(values):
             if "loss" in name:
-                parts.append(f"{name}: {median(name):.4g}")
-        for name, label in (("time", "time"), ("data_time", "data_time")):
-            value = median(name)
-            if value is not None:
-                parts.append(f"{label}: {value:.4f}")
-        if "lr" in histories:
-            parts.append(f"lr: {histories['lr'].latest():.5g}")
+                parts.append(f"{name}: {values[name]:.4g}")
+        for name in ("time", "data_time"):
+            if name in values:
+                parts.append(f"{name}: {values[name]:.4f}")
+        if "lr" in values:
+            parts.append(f"lr: {values['lr']:.5g}")
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             parts.append(f"max_mem: {torch.cuda.max_memory_allocated() / 1024**2:.0f}M")
         self.logger.info("  ".join(parts))

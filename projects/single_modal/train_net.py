@@ -21,20 +21,12 @@ sys.path.insert(0, _PROJECT_ROOT)
 from single_modal import add_single_modal_config  # noqa: E402
 
 import clap.modeling  # noqa: E402,F401  (registers clap's components)
-from clap.config import get_cfg  # noqa: E402
-from clap.engine import DefaultTrainer, default_argument_parser, default_setup, launch  # noqa: E402
+from clap.engine import launch_main, setup_config, train_or_evaluate  # noqa: E402
 
 
 def setup(args):
     """The frozen config: clap's defaults, the project's additions, the file, the overrides."""
-    cfg = get_cfg()
-    add_single_modal_config(cfg)
-    if args.config_file:
-        cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts or [])
-    cfg.freeze()
-    default_setup(cfg, args)
-    return cfg
+    return setup_config(args, add_single_modal_config)
 
 
 def main(args):
@@ -45,24 +37,8 @@ def main(args):
             "checkpoint with projects/single_modal/tools/merge_weights.py (see "
             "projects/single_modal/README.md)."
         )
-    cfg = setup(args)
-    trainer = DefaultTrainer(cfg)
-    trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
-
-
-def invoke_main() -> None:
-    args = default_argument_parser().parse_args()
-    print("Command line arguments:", args)
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    return train_or_evaluate(setup(args), args)
 
 
 if __name__ == "__main__":
-    invoke_main()
+    launch_main(main)

@@ -2,9 +2,14 @@
 
 import importlib.util
 
-__all__ = ["BACKENDS", "resolve_sparse_backend", "torchsparse_available"]
+__all__ = ["BACKENDS", "resolve_sparse_backend", "spconv_available", "torchsparse_available"]
 
-BACKENDS = ("auto", "torchsparse", "torch")
+BACKENDS = ("auto", "torchsparse", "spconv", "torch")
+
+_INSTALL_HINTS = {
+    "torchsparse": "install torchsparse 2.x (built from source)",
+    "spconv": "install the spconv 2.x wheel matching torch's CUDA version (e.g. spconv-cu126)",
+}
 
 
 def torchsparse_available() -> bool:
@@ -12,22 +17,31 @@ def torchsparse_available() -> bool:
     return importlib.util.find_spec("torchsparse") is not None
 
 
-def resolve_sparse_backend(name: str, device: str = "cpu") -> str:
-    """Turn a `MODEL.SPARSE_BACKEND` value into "torch" or "torchsparse".
+def spconv_available() -> bool:
+    """Whether the `spconv` package (2.x, any of its CUDA or CPU wheels) can be imported."""
+    return importlib.util.find_spec("spconv") is not None
 
-    "auto" picks torchsparse when it is importable and the model runs on CUDA (torchsparse's
-    strided convolutions are CUDA-only), else the pure-torch backend. "torchsparse" raises an
-    error when the package cannot be imported.
+
+def resolve_sparse_backend(name: str, device: str = "cpu") -> str:
+    """Turn a `MODEL.SPARSE_BACKEND` value into "torch", "torchsparse" or "spconv".
+
+    "auto" picks, for a model on CUDA, torchsparse when it is importable, else spconv when it is
+    importable, else the pure-torch backend; on the CPU always the pure-torch backend
+    (torchsparse's strided convolutions are CUDA-only and spconv's CPU build has no backward).
+    "torchsparse" / "spconv" raise an error when the package cannot be imported.
     """
     if name not in BACKENDS:
         raise ValueError(f"MODEL.SPARSE_BACKEND must be one of {BACKENDS}, got {name!r}")
+    available = {"torchsparse": torchsparse_available, "spconv": spconv_available}
     if name == "auto":
-        use_torchsparse = torchsparse_available() and str(device).startswith("cuda")
-        return "torchsparse" if use_torchsparse else "torch"
-    if name == "torchsparse" and not torchsparse_available():
+        if str(device).startswith("cuda"):
+            for candidate in ("torchsparse", "spconv"):
+                if available[candidate]():
+                    return candidate
+        return "torch"
+    if name in available and not available[name]():
         raise ImportError(
-            "MODEL.SPARSE_BACKEND is 'torchsparse' but the torchsparse package cannot be imported;"
-            " install torchsparse 2.x (built from source) or set MODEL.SPARSE_BACKEND to 'torch' "
-            "or 'auto'"
+            f"MODEL.SPARSE_BACKEND is {name!r} but the {name} package cannot be imported; "
+            f"{_INSTALL_HINTS[name]} or set MODEL.SPARSE_BACKEND to 'torch' or 'auto'"
         )
     return name

@@ -1,5 +1,8 @@
 """Sparse conv, batch norm and activation modules; the backend follows the input tensor.
 
+The pure-torch kernels are `torch_backend`; torchsparse and spconv are reached through their
+adapters (`torchsparse_backend`, `spconv_backend`), which take the same weight.
+
 Definitions (per axis, kernel k, stride s, padding p; coordinates on each tensor's own grid):
 
 - `SubMConv3d`: output cells = input cells; out[o] = sum_d W[d] x[o - k // 2 + d] over active
@@ -30,6 +33,17 @@ __all__ = [
 ]
 
 IntOrTriple = Union[int, Sequence[int]]
+
+
+def _adapter_conv(backend: str):
+    """The conv function of a compiled backend's adapter, imported on first use."""
+    if backend == "torchsparse":
+        from .torchsparse_backend import ts_conv
+
+        return ts_conv
+    from .spconv_backend import spconv_conv
+
+    return spconv_conv
 
 
 def _triple(value: IntOrTriple, name: str):
@@ -80,15 +94,13 @@ class SubMConv3d(_SparseConvBase):
         super().__init__(in_channels, out_channels, kernel_size, bias, in_channels)
 
     def forward(self, x: SparseTensor) -> SparseTensor:
-        if x.backend == "torchsparse":
-            from .torchsparse_backend import ts_conv
-
-            feats, _, _ = ts_conv(
+        if x.backend == "torch":
+            feats = torch_backend.conv_submanifold(x, self.weight, self.kernel_size)
+        else:
+            feats, _, _ = _adapter_conv(x.backend)(
                 x, self.weight, self.kernel_size, (1, 1, 1),
                 tuple(k // 2 for k in self.kernel_size), self.training,
             )
-        else:
-            feats = torch_backend.conv_submanifold(x, self.weight, self.kernel_size)
         return x.replace_feats(self._add_bias(feats))
 
 
@@ -111,17 +123,15 @@ class SparseConv3d(_SparseConvBase):
         self.padding = _triple(padding, "padding")
 
     def forward(self, x: SparseTensor) -> SparseTensor:
-        if x.backend == "torchsparse":
-            from .torchsparse_backend import ts_conv
-
-            feats, coords, spatial_shape = ts_conv(
-                x, self.weight, self.kernel_size, self.stride, self.padding, self.training
-            )
-        else:
+        if x.backend == "torch":
             feats, kernel_map = torch_backend.conv_strided(
                 x, self.weight, self.kernel_size, self.stride, self.padding
             )
             coords, spatial_shape = kernel_map.out_coords, kernel_map.out_spatial_shape
+        else:
+            feats, coords, spatial_shape = _adapter_conv(x.backend)(
+                x, self.weight, self.kernel_size, self.stride, self.padding, self.training
+            )
         return SparseTensor(
             self._add_bias(feats), coords, spatial_shape, x.batch_size,
             tuple(a * b for a, b in zip(x.stride, self.stride)), x.backend, x.cache,
@@ -156,16 +166,14 @@ class SparseInverseConv3d(_SparseConvBase):
                 f"SparseInverseConv3d: input stride {x.stride} should be target stride "
                 f"{target.stride} times conv stride {self.stride}"
             )
-        if x.backend == "torchsparse":
-            from .torchsparse_backend import ts_conv
-
-            feats, _, _ = ts_conv(
-                x, self.weight, self.kernel_size, self.stride, self.padding, self.training,
-                target=target,
-            )
-        else:
+        if x.backend == "torch":
             feats = torch_backend.conv_inverse(
                 x, target, self.weight, self.kernel_size, self.stride, self.padding
+            )
+        else:
+            feats, _, _ = _adapter_conv(x.backend)(
+                x, self.weight, self.kernel_size, self.stride, self.padding, self.training,
+                target=target,
             )
         return target.replace_feats(self._add_bias(feats))
 

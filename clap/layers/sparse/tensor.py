@@ -16,11 +16,13 @@ class KernelMapCache:
     `KernelMap` built for it; successive convolutions with the same key (e.g. all submanifold
     convs of one stage) reuse it. Each map remembers the coordinate tensors it was built for and
     is only reused for those very tensors. `torchsparse_caches` holds torchsparse's own cache
-    object when that backend runs, so its kernel maps are shared the same way.
+    object when that backend runs, so its kernel maps are shared the same way; `spconv_pairs`
+    maps the same keys to spconv's pairs, `(input coords, output coords, pairs, pair counts)`.
     """
 
     kernel_maps: Dict[Tuple, Any] = field(default_factory=dict)
     torchsparse_caches: Any = None
+    spconv_pairs: Dict[Tuple, Any] = field(default_factory=dict)
 
 
 class SparseTensor:
@@ -33,8 +35,8 @@ class SparseTensor:
         spatial_shape: number of cells (X, Y, Z) of this tensor's grid.
         batch_size: number of samples B (samples may have no active cell).
         stride: (x, y, z) size of one cell in input voxels.
-        backend: "torch" (pure-torch kernels) or "torchsparse"; every conv on this tensor and
-            on the tensors derived from it runs on this backend.
+        backend: "torch" (pure-torch kernels), "torchsparse" or "spconv"; every conv on this
+            tensor and on the tensors derived from it runs on this backend.
         cache: kernel-map cache to share; a new one when None (a new forward pass).
     """
 
@@ -57,9 +59,9 @@ class SparseTensor:
             raise ValueError(
                 f"SparseTensor: {feats.shape[0]} feature rows but {coords.shape[0]} coordinates"
             )
-        if backend not in ("torch", "torchsparse"):
+        if backend not in ("torch", "torchsparse", "spconv"):
             raise ValueError(
-                f"SparseTensor backend must be 'torch' or 'torchsparse', got {backend!r}"
+                f"SparseTensor backend must be 'torch', 'torchsparse' or 'spconv', got {backend!r}"
             )
         self.feats = feats
         self.coords = coords.long()

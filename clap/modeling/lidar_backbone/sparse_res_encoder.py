@@ -98,7 +98,7 @@ class SparseResEncoder(nn.Module):
             num_blocks: residual blocks per stage.
             out_channels: C_P of the dense volume.
             dense_kernel_size: kernel of the dense conv after scattering (odd).
-            backend: "torch" or "torchsparse" ("auto" resolves for a CPU model).
+            backend: "torch", "torchsparse" or "spconv" ("auto" resolves for a CPU model).
             mask_ratio: fraction of occupied blocks dropped in training (0 disables masking).
             mask_block_size: block edge in input voxels.
             cpu_autocast_dtype: "bfloat16" computes the dense conv of CPU volumes under

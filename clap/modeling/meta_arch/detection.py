@@ -18,6 +18,8 @@ from .build import META_ARCH_REGISTRY
 from .pretrained import load_pretrained_encoders
 
 _MODALITIES = ("lidar", "camera")
+# The sub-modules before the split of `DetectionModel.encode_backbones`.
+BACKBONE_PREFIXES = ("lidar_backbone.", "image_backbone.")
 
 
 @META_ARCH_REGISTRY.register()
@@ -32,6 +34,11 @@ class DetectionModel(nn.Module):
     `forward(batch)` (batch of docs/data.md) returns the head's losses in training and, in eval
     mode, one dict per sample: {"sample_token", "boxes" (M, 9) in the LiDAR frame before the
     batch's point augmentation (`aug_matrix` undone), "scores" (M,), "labels" (M,)}.
+
+    The model splits at the backbones' outputs (`BACKBONE_PREFIXES`): `encode_backbones(batch)`
+    gives them, and a batch holding them under "backbone_features" (e.g. read from a feature
+    cache, with `lidar2img`, `image_size` and, in training, the targets) skips the backbones;
+    the lift, fusion, BEV backbone and head run on them.
     """
 
     @configurable
@@ -116,9 +123,10 @@ class DetectionModel(nn.Module):
     def device(self) -> torch.device:
         return self.pixel_mean.device
 
-    def encode(self, batch: dict) -> torch.Tensor:
-        """The fused volume (B, C_F, Z, Y, X) of a batch."""
-        lidar_volume = camera_volume = None
+    def encode_backbones(self, batch: dict) -> Dict[str, object]:
+        """The backbones' outputs of a batch: {"lidar_volume": (B, C_P, Z, Y, X) or None,
+        "image_features": {level: (B * N_cam, C, h, w)} or None}."""
+        lidar_volume = image_features = None
         if self.lidar_backbone is not None:
             lidar_volume = self.lidar_backbone(
                 batch["voxel_features"].to(self.device),
@@ -128,8 +136,23 @@ class DetectionModel(nn.Module):
         if self.image_backbone is not None:
             images = batch["images"].to(self.device, torch.float32)
             images = (images.flatten(0, 1) - self.pixel_mean) / self.pixel_std
+            image_features = self.image_backbone(images)
+        return {"lidar_volume": lidar_volume, "image_features": image_features}
+
+    def encode(self, batch: dict) -> torch.Tensor:
+        """The fused volume (B, C_F, Z, Y, X) of a batch (from its "backbone_features" when it
+        has them)."""
+        features = batch.get("backbone_features")
+        if features is None:
+            features = self.encode_backbones(batch)
+        lidar_volume = camera_volume = None
+        if self.lidar_backbone is not None:
+            lidar_volume = features["lidar_volume"].to(self.device, torch.float32)
+        if self.image_backbone is not None:
+            image_features = {name: value.to(self.device, torch.float32)
+                              for name, value in features["image_features"].items()}
             camera_volume, _ = self.view_transform(
-                self.image_backbone(images),
+                image_features,
                 batch["lidar2img"].to(self.device, torch.float32),
                 tuple(batch["image_size"]),
             )

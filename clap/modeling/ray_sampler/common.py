@@ -5,6 +5,7 @@ from typing import List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
+from clap.config import configurable
 from clap.modeling.render_head.rays import lidar_ray_candidates, project_points
 
 __all__ = [
@@ -24,6 +25,9 @@ __all__ = [
 class RaySamplerBase:
     """Budgets and LiDAR-ray candidates shared by every ray sampler.
 
+    A subclass adds its own keyword arguments and passes the rest (`**base`) on to this
+    constructor, and extends `from_config` with `{**super().from_config(cfg), ...}`.
+
     Args:
         num_lidar_rays: N_L, LiDAR rays per sample (0: none).
         num_pixels_per_camera: N_C, pixels per camera (0: none).
@@ -33,6 +37,7 @@ class RaySamplerBase:
             candidates.
     """
 
+    @configurable
     def __init__(
         self,
         *,
@@ -51,8 +56,8 @@ class RaySamplerBase:
         self.point_cloud_range = point_cloud_range
         self.min_distance = min_distance
 
-    @staticmethod
-    def base_config(cfg) -> dict:
+    @classmethod
+    def from_config(cls, cfg) -> dict:
         """The constructor arguments of `RaySamplerBase` from a config."""
         sampler = cfg.MODEL.RAY_SAMPLER
         return {
@@ -67,20 +72,29 @@ class RaySamplerBase:
         return lidar_ray_candidates(batch, self.point_cloud_range, self.min_distance)
 
 
-def candidate_rows(batch: dict, candidates: torch.Tensor) -> List[torch.Tensor]:
+def candidate_rows(
+    batch: dict, candidates: torch.Tensor, max_per_sample: int = 0, required: bool = True
+) -> List[torch.Tensor]:
     """Per sample, the rows of `batch["points"]` where `candidates` (N,) is True.
 
-    Raises a ValueError naming the sample when one has none (no exact ray budget is possible).
+    Args:
+        max_per_sample: > 0: at most this many rows per sample, a uniformly drawn subset (in
+            random order); 0: all of them (in order).
+        required: raise a ValueError naming the sample when one has no candidate (no exact ray
+            budget is possible); False: give it an empty tensor.
     """
     rows = []
     for sample in range(int(batch["batch_size"])):
         sample_rows = ((batch["points_batch"] == sample) & candidates).nonzero(as_tuple=True)[0]
-        if sample_rows.numel() == 0:
+        if sample_rows.numel() == 0 and required:
             raise ValueError(
                 f"sample {sample} of the batch has no LiDAR point to cast rays through (key-frame "
                 "points, time lag 0, inside INPUT.POINT_CLOUD_RANGE and farther than "
                 "MODEL.RAY_SAMPLER.MIN_DISTANCE from the sensor)"
             )
+        if max_per_sample > 0:
+            subset = torch.randperm(sample_rows.numel(), device=sample_rows.device)
+            sample_rows = sample_rows[subset[:max_per_sample]]
         rows.append(sample_rows)
     return rows
 

@@ -1,7 +1,7 @@
 """Curvature sampling (CLAP): render where the field's surface bends."""
 
 from abc import ABC, abstractmethod
-from typing import Callable, Optional, Tuple
+from typing import Callable, Optional
 
 import torch
 
@@ -120,22 +120,9 @@ class WeightedRaySampler(RaySamplerBase, ABC):
     """
 
     def __init__(
-        self,
-        *,
-        num_lidar_rays: int,
-        num_pixels_per_camera: int,
-        point_cloud_range: Optional[Tuple[float, ...]] = None,
-        min_distance: float = 0.0,
-        blur_kernel: int = 9,
-        blur_sigma: float = 2.0,
-        warmup_epochs: int = 0,
+        self, *, blur_kernel: int = 9, blur_sigma: float = 2.0, warmup_epochs: int = 0, **base
     ):
-        super().__init__(
-            num_lidar_rays=num_lidar_rays,
-            num_pixels_per_camera=num_pixels_per_camera,
-            point_cloud_range=point_cloud_range,
-            min_distance=min_distance,
-        )
+        super().__init__(**base)
         if blur_kernel < 1 or blur_kernel % 2 != 1:
             raise ValueError(f"MODEL.RAY_SAMPLER.BLUR_KERNEL must be odd, got {blur_kernel}")
         self.blur_kernel = blur_kernel
@@ -143,12 +130,12 @@ class WeightedRaySampler(RaySamplerBase, ABC):
         self.warmup_epochs = warmup_epochs
         self.use_uniform = False
 
-    @staticmethod
-    def weighted_config(cfg) -> dict:
+    @classmethod
+    def from_config(cls, cfg) -> dict:
         """Constructor arguments shared by the weighted samplers."""
         sampler = cfg.MODEL.RAY_SAMPLER
         return {
-            **RaySamplerBase.base_config(cfg),
+            **super().from_config(cfg),
             "blur_kernel": sampler.BLUR_KERNEL,
             "blur_sigma": sampler.BLUR_SIGMA,
         }
@@ -204,35 +191,22 @@ class Curvature(WeightedRaySampler):
     def __init__(
         self,
         *,
-        num_lidar_rays: int,
-        num_pixels_per_camera: int,
-        point_cloud_range: Optional[Tuple[float, ...]] = None,
-        min_distance: float = 0.0,
         reduction: str = "norm",
         chunk_size: int = 65536,
         max_points_per_sample: int = 0,
-        blur_kernel: int = 9,
-        blur_sigma: float = 2.0,
         warmup_epochs: int = 4,
+        **weighted,
     ):
-        super().__init__(
-            num_lidar_rays=num_lidar_rays,
-            num_pixels_per_camera=num_pixels_per_camera,
-            point_cloud_range=point_cloud_range,
-            min_distance=min_distance,
-            blur_kernel=blur_kernel,
-            blur_sigma=blur_sigma,
-            warmup_epochs=warmup_epochs,
-        )
+        super().__init__(warmup_epochs=warmup_epochs, **weighted)
         if reduction not in _REDUCTIONS:
             raise ValueError(
                 f"MODEL.RAY_SAMPLER.CURVATURE_REDUCTION must be one of {_REDUCTIONS}, "
                 f"got {reduction!r}"
             )
-        if max_points_per_sample < 0 or 0 < max_points_per_sample < num_lidar_rays:
+        if max_points_per_sample < 0 or 0 < max_points_per_sample < self.num_lidar_rays:
             raise ValueError(
                 "MODEL.RAY_SAMPLER.CURVATURE_MAX_POINTS must be 0 or at least NUM_LIDAR_RAYS "
-                f"({num_lidar_rays}), got {max_points_per_sample}"
+                f"({self.num_lidar_rays}), got {max_points_per_sample}"
             )
         self.reduction = reduction
         self.chunk_size = chunk_size
@@ -242,7 +216,7 @@ class Curvature(WeightedRaySampler):
     def from_config(cls, cfg):
         sampler = cfg.MODEL.RAY_SAMPLER
         return {
-            **cls.weighted_config(cfg),
+            **super().from_config(cfg),
             "reduction": sampler.CURVATURE_REDUCTION,
             "chunk_size": sampler.CURVATURE_CHUNK_SIZE,
             "max_points_per_sample": sampler.CURVATURE_MAX_POINTS,
@@ -260,15 +234,9 @@ class Curvature(WeightedRaySampler):
                 "`use_uniform` is off"
             )
         points = batch["points"]
-        if self.max_points_per_sample > 0:
-            rows = torch.cat(
-                [
-                    r[torch.randperm(r.numel(), device=r.device)[: self.max_points_per_sample]]
-                    for r in candidate_rows(batch, candidates)
-                ]
-            )
-        else:
-            rows = candidates.nonzero(as_tuple=True)[0]
+        rows = torch.cat(
+            candidate_rows(batch, candidates, self.max_points_per_sample, required=False)
+        )
         weights = points.new_zeros(points.shape[0])
         weights[rows] = field_curvature(
             field,

@@ -2,7 +2,6 @@
 rest."""
 
 import math
-from typing import Optional, Tuple
 
 import torch
 
@@ -31,28 +30,16 @@ class DepthAware(RaySamplerBase):
     pixels below the top `sky_fraction` of the image (without replacement while the grid is
     large enough). LiDAR rays are drawn uniformly. UniPAD uses N_C = 512.
 
-    Args (besides those of `RaySamplerBase`):
+    Args (besides those of `RaySamplerBase`, with `min_distance` 3 m by default):
         grid_stride: pixels between fill-grid pixels.
         sky_fraction: top fraction of the image rows left out of the fill grid.
     """
 
     @configurable
     def __init__(
-        self,
-        *,
-        num_lidar_rays: int,
-        num_pixels_per_camera: int,
-        point_cloud_range: Optional[Tuple[float, ...]] = None,
-        min_distance: float = 3.0,
-        grid_stride: int = 4,
-        sky_fraction: float = 0.4,
+        self, *, min_distance: float = 3.0, grid_stride: int = 4, sky_fraction: float = 0.4, **base
     ):
-        super().__init__(
-            num_lidar_rays=num_lidar_rays,
-            num_pixels_per_camera=num_pixels_per_camera,
-            point_cloud_range=point_cloud_range,
-            min_distance=min_distance,
-        )
+        super().__init__(min_distance=min_distance, **base)
         if grid_stride < 1 or not 0.0 <= sky_fraction < 1.0:
             raise ValueError(
                 "DEPTH_AWARE_GRID_STRIDE must be >= 1 and DEPTH_AWARE_SKY_FRACTION in [0, 1), "
@@ -65,7 +52,7 @@ class DepthAware(RaySamplerBase):
     def from_config(cls, cfg):
         sampler = cfg.MODEL.RAY_SAMPLER
         return {
-            **cls.base_config(cfg),
+            **super().from_config(cfg),
             "grid_stride": sampler.DEPTH_AWARE_GRID_STRIDE,
             "sky_fraction": sampler.DEPTH_AWARE_SKY_FRACTION,
         }

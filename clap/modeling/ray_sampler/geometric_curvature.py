@@ -1,6 +1,6 @@
 """Geometric curvature sampling: weights from the measured point cloud, usable from step 0."""
 
-from typing import Callable, Optional, Tuple
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -9,6 +9,7 @@ from scipy.spatial import cKDTree
 from clap.config import configurable
 
 from .build import RAY_SAMPLER_REGISTRY
+from .common import candidate_rows
 from .curvature import WeightedRaySampler
 
 __all__ = ["surface_variation", "GeometricCurvature"]
@@ -57,33 +58,15 @@ class GeometricCurvature(WeightedRaySampler):
     """
 
     @configurable
-    def __init__(
-        self,
-        *,
-        num_lidar_rays: int,
-        num_pixels_per_camera: int,
-        point_cloud_range: Optional[Tuple[float, ...]] = None,
-        min_distance: float = 0.0,
-        knn: int = 32,
-        blur_kernel: int = 9,
-        blur_sigma: float = 2.0,
-    ):
-        super().__init__(
-            num_lidar_rays=num_lidar_rays,
-            num_pixels_per_camera=num_pixels_per_camera,
-            point_cloud_range=point_cloud_range,
-            min_distance=min_distance,
-            blur_kernel=blur_kernel,
-            blur_sigma=blur_sigma,
-            warmup_epochs=0,
-        )
+    def __init__(self, *, knn: int = 32, **weighted):
+        super().__init__(warmup_epochs=0, **weighted)
         if knn < 3:
             raise ValueError(f"MODEL.RAY_SAMPLER.KNN must be at least 3, got {knn}")
         self.knn = knn
 
     @classmethod
     def from_config(cls, cfg):
-        return {**cls.weighted_config(cfg), "knn": cfg.MODEL.RAY_SAMPLER.KNN}
+        return {**super().from_config(cfg), "knn": cfg.MODEL.RAY_SAMPLER.KNN}
 
     def point_weights(
         self, batch: dict, candidates: torch.Tensor, field: Optional[Callable] = None
@@ -91,8 +74,7 @@ class GeometricCurvature(WeightedRaySampler):
         """(N,) surface variation of each candidate point (0 for the other rows)."""
         points = batch["points"]
         weights = points.new_zeros(points.shape[0])
-        for sample in range(int(batch["batch_size"])):
-            in_sample = batch["points_batch"] == sample
-            rows = (in_sample & candidates).nonzero(as_tuple=True)[0]
-            weights[rows] = surface_variation(points[in_sample, :3], points[rows, :3], self.knn)
+        for sample, rows in enumerate(candidate_rows(batch, candidates, required=False)):
+            cloud = points[batch["points_batch"] == sample, :3]
+            weights[rows] = surface_variation(cloud, points[rows, :3], self.knn)
         return weights

@@ -185,13 +185,17 @@ class NeuSRenderHead(nn.Module):
             inside_out=True,
         )
         self.rgb_use_normals = rgb_use_normals
-        self.rgb_net = MLP(
-            3 + geometry_feature_channels + 3 + (3 if rgb_use_normals else 0),
-            rgb_hidden_channels,
-            3,
-            activation="relu",
-            output_activation="sigmoid",
-        )
+        # The colour field only learns from the colour loss: without it there is no colour MLP
+        # (parameters without gradient would break DistributedDataParallel).
+        self.rgb_net = None
+        if rgb_loss_weight > 0:
+            self.rgb_net = MLP(
+                3 + geometry_feature_channels + 3 + (3 if rgb_use_normals else 0),
+                rgb_hidden_channels,
+                3,
+                activation="relu",
+                output_activation="sigmoid",
+            )
         self.variance = nn.Parameter(torch.tensor(float(init_variance)))
         self.num_uniform_samples = num_uniform_samples
         self.num_importance_samples = num_importance_samples
@@ -333,13 +337,17 @@ class NeuSRenderHead(nn.Module):
             field_volume: (B, C, Z, Y, X) from `prepare_volume`.
             origins, directions: (R, 3) meters / unit vectors, LiDAR frame.
             batch_index: (R,) sample of each ray.
-            with_rgb: also evaluate the colour (and the normals it takes).
+            with_rgb: also evaluate the colour (and the normals it takes); needs the colour
+                MLP (RGB_LOSS_WEIGHT > 0).
 
         Returns:
             dict: `range` (R,) meters, `rgb` (R, 3) in [0, 1] (with_rgb), `weight_sum` (R,),
             `valid` (R,) bool (the ray crosses the scene box), `near`, `far` (R,) meters,
             `normals` (R, S, 3) dSDF/dp in scaled units (when computed).
         """
+        if with_rgb and self.rgb_net is None:
+            raise ValueError("NeuSRenderHead has no colour MLP (MODEL.RENDER_HEAD.RGB_LOSS_WEIGHT "
+                             "is 0), so it renders no colour")
         near, far = intersect_box(origins, directions, self.box_min, self.box_max)
         valid = far > near + 1e-4
         far = torch.where(valid, far, near + 1.0)
@@ -407,8 +415,8 @@ class NeuSRenderHead(nn.Module):
             dict: losses `loss_range`, `loss_sdf` (LiDAR rays), `loss_rgb` (camera rays),
             `loss_eikonal`, `loss_camera_range` (when their weights are > 0), and detached
             per-ray values for visualisation: `lidar_rendered_range` (R_L,) meters,
-            `lidar_valid` (R_L,), `camera_rendered_rgb` (R_C, 3), `camera_rendered_range`
-            (R_C,) meters, `camera_valid` (R_C,).
+            `lidar_valid` (R_L,), `camera_rendered_rgb` (R_C, 3; with a colour MLP),
+            `camera_rendered_range` (R_C,) meters, `camera_valid` (R_C,).
         """
         field_volume = self.prepare_volume(volume)
         return self.render(field_volume, rays)
@@ -438,7 +446,8 @@ class NeuSRenderHead(nn.Module):
         camera = rays.get("camera")
         if camera is not None:
             rendered = self.render_rays(
-                field_volume, camera["origins"], camera["directions"], camera["batch_index"], True
+                field_volume, camera["origins"], camera["directions"], camera["batch_index"],
+                self.rgb_net is not None,
             )
             valid = rendered["valid"]
             if self.rgb_loss_weight > 0:
@@ -452,7 +461,8 @@ class NeuSRenderHead(nn.Module):
                 )
             if "normals" in rendered:
                 eikonal_terms.append(rendered["normals"][valid])
-            outputs["camera_rendered_rgb"] = rendered["rgb"].detach()
+            if "rgb" in rendered:
+                outputs["camera_rendered_rgb"] = rendered["rgb"].detach()
             outputs["camera_rendered_range"] = rendered["range"].detach()
             outputs["camera_valid"] = valid
         if self.eikonal_loss_weight > 0 and self.training and eikonal_terms:

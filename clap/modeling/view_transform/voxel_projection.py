@@ -1,4 +1,5 @@
-"""UVTR-style camera-to-voxel lift: project cell centres into the images and sample features.
+"""UVTR-style camera-to-voxel lift with an LSS-style depth distribution: project cell centres into
+the images, sample features, weight them by the predicted probability of the cell's depth.
 
 Pixel convention: `lidar2img` gives pixel coordinates (u, v) of the image fed to the model with
 pixel centres at integers (u along the width; the project-wide convention, as in OpenCV). The lift
@@ -6,16 +7,21 @@ works in area coordinates (u + 0.5, v + 0.5), in which pixel (row i, column j) c
 [j, j + 1) x [i, i + 1); a point is inside the image when 0 <= u + 0.5 < W and
 0 <= v + 0.5 < H. Cell (i, j) of a feature map with stride s covers pixels
 [s j, s (j + 1)) x [s i, s (i + 1)); its value is taken to sit at the cell centre, area
-coordinates (s (j + 0.5), s (i + 0.5)). Sampling is bilinear between cell centres
-(`grid_sample(align_corners=False)` on the map's pixel extent w s x h s), so a point that projects
-onto a cell centre receives exactly that cell's feature; with stride 1, a point projecting to
-pixel (u, v) receives the feature of pixel (u, v).
+coordinates (s (j + 0.5), s (i + 0.5)). Sampling is bilinear between cell centres (the values
+of `grid_sample(align_corners=False)` on the map's pixel extent w s x h s), so a point that
+projects onto a cell centre receives exactly that cell's feature; with stride 1, a point
+projecting to pixel (u, v) receives the feature of pixel (u, v).
+
+Depth: the camera depth of a point is the third row of `lidar2img` applied to it, its z in the
+camera frame in meters (not the range along the ray). Image augmentation (resize, crop, flip)
+multiplies the intrinsics by a pixel map whose third row is (0, 0, 1), and the point-cloud
+augmentation is undone by `lidar2cam`, so this depth is the metric depth of the point the
+augmented image shows at (u, v), whatever the augmentation.
 """
 
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from clap.config import configurable
@@ -24,7 +30,7 @@ from clap.layers import ShapeSpec, VolumeGrid
 from .build import VIEW_TRANSFORM_REGISTRY
 
 __all__ = [
-    "VoxelProjectionLift", "project_points", "sample_depth_probability", "sample_feature_map",
+    "VoxelProjectionLift", "bilinear_taps", "depth_bin_index", "project_points",
     "sample_volume_features",
 ]
 
@@ -50,64 +56,88 @@ def project_points(
     return uv, depth, in_front
 
 
-def _normalised_grid(uv: torch.Tensor, feature_map: torch.Tensor, stride: int) -> torch.Tensor:
-    """uv (B, N, P, 2) pixels -> grid_sample coordinates on a (B * N, C, h, w) map."""
-    height, width = feature_map.shape[-2:]
-    scale = uv.new_tensor([2.0 / (width * stride), 2.0 / (height * stride)])
-    return uv * scale - 1.0
+def bilinear_taps(
+    uv: torch.Tensor, stride: int, map_size: Sequence[int]
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The four feature cells around each point and their bilinear weights.
 
-
-def sample_feature_map(feature_map: torch.Tensor, stride: int, uv: torch.Tensor) -> torch.Tensor:
-    """Bilinear features (B, N_cam, C, P) at pixels uv (B, N_cam, P, 2) of a (B * N_cam, C, h, w)
-    map with the given stride (zeros beyond the map)."""
-    b, n, p, _ = uv.shape
-    grid = _normalised_grid(uv, feature_map, stride).reshape(b * n, 1, p, 2)
-    sampled = F.grid_sample(
-        feature_map, grid.to(feature_map.dtype), mode="bilinear", padding_mode="zeros",
-        align_corners=False,
-    )
-    return sampled.reshape(b, n, feature_map.shape[1], p)
-
-
-def sample_depth_probability(
-    depth_probs: torch.Tensor, stride: int, uv: torch.Tensor, depth: torch.Tensor,
-    depth_range: Sequence[float],
-) -> torch.Tensor:
-    """Probability (B, N_cam, P) of each point's depth under a per-pixel depth distribution.
-
-    `depth_probs` is (B * N_cam, D, h, w), bins of equal width over `depth_range` (meters), bin
-    k centred at d_min + (k + 0.5) (d_max - d_min) / D. Interpolated trilinearly in (u, v,
-    depth); zero outside the range.
+    Args:
+        uv: (..., 2) area coordinates, pixels (module docstring).
+        stride: pixels per feature cell.
+        map_size: (h, w) cells of the feature map.
+    Returns:
+        index (4, ...) long, row-major cell index `i * w + j` (clamped into the map), and
+        weight (4, ...) bilinear weights between cell centres, zero for a cell outside the map
+        (the same values as `grid_sample(align_corners=False, padding_mode="zeros")`).
     """
-    b, n, p, _ = uv.shape
+    height, width = map_size
+    x = uv[..., 0] / stride - 0.5  # feature-cell coordinates, centres at integers
+    y = uv[..., 1] / stride - 0.5
+    x0, y0 = x.floor(), y.floor()
+    fx, fy = x - x0, y - y0
+    indices, weights = [], []
+    for dy, wy in ((0, 1.0 - fy), (1, fy)):
+        for dx, wx in ((0, 1.0 - fx), (1, fx)):
+            xi, yi = x0 + dx, y0 + dy
+            inside = (xi >= 0) & (xi < width) & (yi >= 0) & (yi < height)
+            indices.append((yi.clamp(0, height - 1) * width + xi.clamp(0, width - 1)).long())
+            weights.append(wx * wy * inside.to(wx.dtype))
+    return torch.stack(indices), torch.stack(weights)
+
+
+def depth_bin_index(
+    depth: torch.Tensor, bins: int, depth_range: Sequence[float]
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Depth bin holding each depth: `bins` equal bins over [d_min, d_max) meters, bin k covers
+    [d_min + k w, d_min + (k + 1) w), w = (d_max - d_min) / bins.
+
+    Returns index (same shape as depth) long, clamped into [0, bins), and in_range bool.
+    """
     d_min, d_max = depth_range
-    depth_coord = (2.0 * (depth - d_min) / (d_max - d_min) - 1.0).unsqueeze(-1)
-    grid = torch.cat([_normalised_grid(uv, depth_probs, stride), depth_coord], dim=-1)
-    sampled = F.grid_sample(
-        depth_probs.unsqueeze(1), grid.reshape(b * n, 1, 1, p, 3).to(depth_probs.dtype),
-        mode="bilinear", padding_mode="zeros", align_corners=False,
-    )
-    return sampled.reshape(b, n, p)
+    index = torch.floor((depth - d_min) * (bins / (d_max - d_min)))
+    in_range = (index >= 0) & (index < bins)
+    return index.clamp(0, bins - 1).long(), in_range
+
+
+def _gather_bilinear(
+    flat_map: torch.Tensor, offset: torch.Tensor, taps: Tuple[torch.Tensor, torch.Tensor]
+) -> torch.Tensor:
+    """sum_t weight[t] * flat_map[offset + index[t]]: (V, C) rows of a (rows, C) map, or (V,)
+    values of a (rows,) map."""
+    index, weight = taps
+    result = None
+    for tap_index, tap_weight in zip(index, weight):
+        rows = flat_map.index_select(0, offset + tap_index)
+        tap_weight = tap_weight.to(rows.dtype)
+        term = rows * (tap_weight if rows.dim() == 1 else tap_weight.unsqueeze(1))
+        result = term if result is None else result + term
+    return result
 
 
 def sample_volume_features(
     feature_maps: Sequence[torch.Tensor], strides: Sequence[int], points: torch.Tensor,
     lidar2img: torch.Tensor, image_size: Sequence[int], min_depth: float = 0.1,
     depth_probs: Optional[Sequence[torch.Tensor]] = None,
-    depth_range: Sequence[float] = (1.0, 61.0),
+    depth_range: Sequence[float] = (1.0, 60.0),
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Image features at 3D points, averaged over the feature levels and the cameras that see them.
+
+    Only the (point, camera) pairs where the camera sees the point are sampled: bilinearly between
+    feature-cell centres, zero beyond the map (`bilinear_taps`).
 
     Args:
         feature_maps: per level (B * N_cam, C, h, w), camera-major within each sample.
         strides: per level, pixels of the input image per feature cell.
         points: (P, 3) LiDAR-frame meters.
-        lidar2img: (B, N_cam, 4, 4).
+        lidar2img: (B, N_cam, 4, 4) projection into the images as fed to the model (augmentation
+            included): its third row gives the camera depth (z) in meters.
         image_size: (H, W) pixels of the input images.
         min_depth: meters; points not farther than this in front of a camera are not seen by it.
-        depth_probs: optional per level (B * N_cam, D, h, w) depth distributions; each sample is
-            weighted by the probability of the point's depth (`sample_depth_probability`).
-        depth_range: (d_min, d_max) meters of the depth bins.
+        depth_probs: optional per level (B * N_cam, D, h, w) per-pixel distributions over D depth
+            bins (`depth_bin_index`); a camera then sees a point only when its depth lies within
+            `depth_range`, and its sample is weighted by the probability of the bin holding the
+            point's depth, that bin's probability map sampled bilinearly at the point's pixel.
+        depth_range: (d_min, d_max) camera depth covered by the bins, meters.
     Returns:
         features (B, C, P): mean over the cameras whose image contains the point's projection
         (zeros where none does); visible (B, P) bool.
@@ -117,19 +147,35 @@ def sample_volume_features(
     height, width = image_size
     u, v = uv.unbind(-1)
     valid = in_front & (u >= 0) & (u < width) & (v >= 0) & (v < height)
-    # Weight of each (sample, camera, point) in the mean over visible cameras and levels.
-    num_views = valid.sum(dim=1, keepdim=True).clamp(min=1)
-    view_weight = valid.to(uv.dtype) / (num_views * len(feature_maps))
+    if depth_probs is not None:
+        bins = depth_probs[0].shape[1]
+        depth_bin, in_range = depth_bin_index(depth, bins, depth_range)
+        valid &= in_range
+    batch_size, num_cameras, num_points = valid.shape
+    sample, camera, point = valid.nonzero(as_tuple=True)  # the V seeing (camera, point) pairs
+    view = sample * num_cameras + camera  # row of the pair's camera in the feature maps
+    pair_uv = uv[sample, camera, point]
+    # Weight of each pair in the mean over the cameras that see its point and over the levels.
+    num_views = valid.sum(dim=1)[sample, point]
+    pair_weight = 1.0 / (num_views.to(uv.dtype) * len(feature_maps))
     features = None
     for level, (feature_map, stride) in enumerate(zip(feature_maps, strides)):
-        weight = view_weight
+        channels, map_h, map_w = feature_map.shape[1:]
+        taps = bilinear_taps(pair_uv, stride, (map_h, map_w))
+        flat_features = feature_map.permute(0, 2, 3, 1).reshape(-1, channels)
+        sampled = _gather_bilinear(flat_features, view * (map_h * map_w), taps)  # (V, C)
+        weight = pair_weight
         if depth_probs is not None:
-            weight = weight * sample_depth_probability(
-                depth_probs[level], stride, uv, depth, depth_range
+            probability = _gather_bilinear(
+                depth_probs[level].reshape(-1),
+                (view * bins + depth_bin[sample, camera, point]) * (map_h * map_w), taps,
             )
-        sampled = sample_feature_map(feature_map, stride, uv)
-        level_features = torch.einsum("bncp,bnp->bcp", sampled, weight.to(sampled.dtype))
-        features = level_features if features is None else features + level_features
+            weight = weight * probability
+        contribution = sampled * weight.to(sampled.dtype).unsqueeze(1)
+        if features is None:
+            features = sampled.new_zeros(batch_size * num_points, channels)
+        features = features.index_add(0, sample * num_points + point, contribution)
+    features = features.reshape(batch_size, num_points, -1).permute(0, 2, 1)
     return features, valid.any(dim=1)
 
 
@@ -138,15 +184,19 @@ class VoxelProjectionLift(nn.Module):
     """Camera volume I^ by projecting every dense-volume cell centre into every image.
 
     Cells receive the mean (over visible cameras and over the `in_features` levels) of the
-    bilinearly sampled image features, optionally weighted by a predicted depth distribution;
-    then a 1x1x1 conv to `out_channels`. Cells no camera sees stay exactly zero.
+    bilinearly sampled image features. With `depth_bins` > 0 (LSS-style depth-distribution lift)
+    a depth head predicts per feature cell a softmax over the depth bins, and the feature a cell
+    samples at pixel u is weighted by p(bin of the cell's camera depth | u); cameras whose depth
+    range does not hold the cell do not see it. Then a 1x1x1 conv without bias to
+    `out_channels`, so the volume is exactly zero where no camera sees the cell or where the
+    predicted depth puts no mass.
     """
 
     @configurable
     def __init__(
         self, *, grid: VolumeGrid, input_shape: Dict[str, ShapeSpec], in_features: Sequence[str],
         out_channels: int, min_depth: float = 0.1, depth_bins: int = 0,
-        depth_range: Sequence[float] = (1.0, 61.0),
+        depth_range: Sequence[float] = (1.0, 60.0),
     ):
         """
         Args:
@@ -155,8 +205,9 @@ class VoxelProjectionLift(nn.Module):
             in_features: levels to sample (equal channels).
             out_channels: C_I.
             min_depth: meters (see `sample_volume_features`).
-            depth_bins: D of the depth head; 0 disables depth weighting.
-            depth_range: (d_min, d_max) meters of the depth bins.
+            depth_bins: D of the depth head; 0 disables depth weighting (every cell along a
+                ray gets the same feature).
+            depth_range: (d_min, d_max) camera depth (z, meters) covered by the bins.
         """
         super().__init__()
         missing = [f for f in in_features if f not in input_shape]
@@ -167,9 +218,11 @@ class VoxelProjectionLift(nn.Module):
         if len(channels) != 1:
             raise ValueError(f"MODEL.VIEW_TRANSFORM.IN_FEATURES {list(in_features)} have different "
                              f"channels {sorted(channels)}; they are averaged, so use equal ones")
-        if depth_bins > 0 and not depth_range[0] < depth_range[1]:
-            raise ValueError(f"MODEL.VIEW_TRANSFORM.DEPTH_RANGE must be (min, max), got "
-                             f"{list(depth_range)}")
+        if depth_bins < 0:
+            raise ValueError(f"MODEL.VIEW_TRANSFORM.DEPTH_BINS must be >= 0, got {depth_bins}")
+        if depth_bins > 0 and not (len(depth_range) == 2 and 0 <= depth_range[0] < depth_range[1]):
+            raise ValueError(f"MODEL.VIEW_TRANSFORM.DEPTH_RANGE must be (min, max) meters with "
+                             f"0 <= min < max, got {list(depth_range)}")
         in_channels = channels.pop()
         self.grid = grid
         self.in_features = list(in_features)
@@ -179,12 +232,9 @@ class VoxelProjectionLift(nn.Module):
         self.depth_range = tuple(float(d) for d in depth_range)
         self.depth_head = None
         if depth_bins > 0:
-            self.depth_head = nn.Sequential(
-                nn.Conv2d(in_channels, in_channels, 3, padding=1),
-                nn.ReLU(inplace=True),
-                nn.Conv2d(in_channels, depth_bins, 1),
-            )
-        self.output_proj = nn.Conv3d(in_channels, out_channels, 1)
+            # LSS / BEVFusion's depth net: a 1x1 conv giving the depth logits of each cell.
+            self.depth_head = nn.Conv2d(in_channels, depth_bins, 1)
+        self.output_proj = nn.Conv3d(in_channels, out_channels, 1, bias=False)
 
     @classmethod
     def from_config(cls, cfg, input_shape):
@@ -210,7 +260,7 @@ class VoxelProjectionLift(nn.Module):
         """
         Args:
             features: level -> (B * N_cam, C, h, w), camera-major within each sample.
-            lidar2img: (B, N_cam, 4, 4).
+            lidar2img: (B, N_cam, 4, 4) of the images as fed (augmentation included).
             image_size: (H, W) pixels.
         Returns:
             volume (B, C_I, Z, Y, X) and visible (B, Z, Y, X) bool.
@@ -228,5 +278,4 @@ class VoxelProjectionLift(nn.Module):
         shape = self.grid.volume_shape
         volume = sampled.reshape(batch_size, -1, *shape).to(feature_maps[0].dtype)
         visible = visible.reshape(batch_size, *shape)
-        volume = self.output_proj(volume) * visible.unsqueeze(1).to(volume.dtype)
-        return volume, visible
+        return self.output_proj(volume), visible

@@ -232,7 +232,8 @@ def _image_feature_shape(image_backbone: nn.Module, name: str):
     shapes = image_backbone.output_shape()
     if name not in shapes:
         raise ValueError(f"MODEL.SIMIPU.IMAGE_FEATURE '{name}' is not an output of the image "
-                         f"backbone {type(image_backbone).__name__}; it returns {sorted(shapes)}")
+                         f"backbone {type(image_backbone).__name__}; it returns {sorted(shapes)} "
+                         "(a ResNetFPN: the levels of MODEL.IMAGE_BACKBONE.FPN.OUT_FEATURES)")
     return shapes[name]
 
 

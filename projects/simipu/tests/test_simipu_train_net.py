@@ -2,7 +2,6 @@
 
 import importlib.util
 import json
-import logging
 import os
 
 import pytest
@@ -21,20 +20,6 @@ def load_train_net():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture
-def restore_loggers():
-    """default_setup configures the "clap" and "fvcore" loggers (own handlers, no propagation);
-    put them back so later tests still see their records."""
-    loggers = [logging.getLogger(name) for name in ("clap", "fvcore")]
-    saved = [(logger.propagate, list(logger.handlers), logger.level) for logger in loggers]
-    yield
-    for logger, (propagate, handlers, level) in zip(loggers, saved):
-        for handler in logger.handlers:
-            if handler not in handlers:
-                handler.close()
-        logger.propagate, logger.handlers, logger.level = propagate, handlers, level
 
 
 @pytest.mark.usefixtures("restore_loggers")

@@ -7,6 +7,7 @@ and the merge of a LiDAR-only and a camera-only checkpoint into one fusion initi
 from .config import add_single_modal_config
 from .merge import (
     CAMERA_PREFIXES,
+    DETECTOR_HEAD_PREFIXES,
     LIDAR_PREFIXES,
     MergeReport,
     check_against_model,
@@ -18,6 +19,7 @@ from .merge import (
 
 __all__ = [
     "CAMERA_PREFIXES",
+    "DETECTOR_HEAD_PREFIXES",
     "LIDAR_PREFIXES",
     "MergeReport",
     "add_single_modal_config",

@@ -6,6 +6,11 @@ from the LiDAR-only run, the image backbone and the camera-to-voxel lift from th
 Nothing else is taken: the fusion of the fusion model has both volumes as input, so no
 single-modal run trained it (it keeps its own initialisation), and the render heads belong to
 the pre-training only.
+
+For UniPAD's fusion recipe, whose inputs are two fine-tuned single-modal detectors, the LiDAR
+detector's BEV backbone and detection head can be taken too (`DETECTOR_HEAD_PREFIXES`): they
+have the same shapes in the fusion detector (its fusion's output width is the configured one
+whatever its inputs), while the fusion still keeps its initialisation.
 """
 
 import os
@@ -21,6 +26,7 @@ from clap.checkpoint import atomic_write, check_weights_only_safe
 __all__ = [
     "LIDAR_PREFIXES",
     "CAMERA_PREFIXES",
+    "DETECTOR_HEAD_PREFIXES",
     "NOT_MERGED_PREFIXES",
     "MergeReport",
     "load_model_state",
@@ -34,6 +40,8 @@ __all__ = [
 LIDAR_PREFIXES = ("lidar_backbone",)
 # Sub-modules taken from the camera-only checkpoint.
 CAMERA_PREFIXES = ("image_backbone", "view_transform")
+# Sub-modules after the fusion of a DetectionModel, taken from the LiDAR-only detector on request.
+DETECTOR_HEAD_PREFIXES = ("bev_backbone", "det_head")
 # Pre-trained sub-modules of a fusion model that no single-modal checkpoint provides.
 NOT_MERGED_PREFIXES = ("fusion",)
 
@@ -119,6 +127,7 @@ def merge_encoder_states(
     camera_state: Mapping[str, torch.Tensor],
     lidar_source: str = "the LiDAR-only checkpoint",
     camera_source: str = "the camera-only checkpoint",
+    lidar_extra: Tuple[str, ...] = (),
 ) -> Tuple["OrderedDict[str, torch.Tensor]", MergeReport]:
     """Merge the encoders of two single-modal model states into one fusion initialisation.
 
@@ -127,6 +136,8 @@ def merge_encoder_states(
         camera_state: state dict of a camera-only model; its `image_backbone.*` and
             `view_transform.*` are taken.
         lidar_source, camera_source: names of the inputs in the report and in errors.
+        lidar_extra: further sub-modules taken from the LiDAR-only state (e.g.
+            `DETECTOR_HEAD_PREFIXES` for two fine-tuned detectors); it must hold them.
 
     Returns:
         (merged, report): the taken tensors under their unchanged names (LiDAR first), and a
@@ -138,7 +149,8 @@ def merge_encoder_states(
         make the origin of those weights ambiguous.
     """
     roles = (
-        (lidar_state, lidar_source, "LiDAR-only", LIDAR_PREFIXES, CAMERA_PREFIXES, camera_source),
+        (lidar_state, lidar_source, "LiDAR-only", LIDAR_PREFIXES + tuple(lidar_extra),
+         CAMERA_PREFIXES, camera_source),
         (camera_state, camera_source, "camera-only", CAMERA_PREFIXES, LIDAR_PREFIXES,
          lidar_source),
     )
@@ -173,11 +185,12 @@ def merge_encoder_states(
 
 
 def merge_single_modal_checkpoints(
-    lidar_path: str, camera_path: str
+    lidar_path: str, camera_path: str, lidar_extra: Tuple[str, ...] = ()
 ) -> Tuple["OrderedDict[str, torch.Tensor]", MergeReport]:
     """`merge_encoder_states` on two checkpoint files (see `load_model_state`)."""
     return merge_encoder_states(
-        load_model_state(lidar_path), load_model_state(camera_path), lidar_path, camera_path
+        load_model_state(lidar_path), load_model_state(camera_path), lidar_path, camera_path,
+        lidar_extra,
     )
 
 

@@ -143,3 +143,28 @@ def test_load_model_state_names_the_file_it_cannot_use(tmp_path):
     torch.save({"iteration": 3, "loss": [0.5]}, not_weights)
     with pytest.raises(ValueError, match="metrics.pth: expected a checkpoint"):
         load_model_state(str(not_weights))
+
+
+def test_merge_of_fine_tuned_detectors_takes_the_lidar_head_too(tmp_path):
+    """UniPAD's fusion recipe: two single-modal detectors; the LiDAR one also gives its BEV
+    backbone and head, the fusion keeps the fusion detector's initialisation."""
+    lidar = {"lidar_backbone.w": torch.ones(2), "fusion.w": torch.ones(3),
+             "bev_backbone.w": torch.full((4,), 2.0), "det_head.b": torch.full((1,), 3.0)}
+    camera = {"image_backbone.w": torch.zeros(2), "view_transform.w": torch.zeros(1),
+              "fusion.w": torch.zeros(3), "bev_backbone.w": torch.zeros(4),
+              "det_head.b": torch.zeros(1)}
+    paths = {"lidar": str(tmp_path / "lidar.pth"), "camera": str(tmp_path / "camera.pth")}
+    torch.save({"model": lidar}, paths["lidar"])
+    torch.save({"model": camera}, paths["camera"])
+    output = str(tmp_path / "merged.pth")
+    load_tool().main(["--lidar", paths["lidar"], "--camera", paths["camera"], "--output", output,
+                      "--with-lidar-head"])
+    merged = load_model_state(output)
+    assert set(merged) == {"lidar_backbone.w", "bev_backbone.w", "det_head.b",
+                           "image_backbone.w", "view_transform.w"}
+    assert torch.equal(merged["bev_backbone.w"], lidar["bev_backbone.w"])
+    assert torch.equal(merged["det_head.b"], lidar["det_head.b"])
+    assert torch.equal(merged["image_backbone.w"], camera["image_backbone.w"])
+
+    plain, _ = merge_encoder_states(lidar, camera)  # the pre-trained merge: encoders only
+    assert set(plain) == {"lidar_backbone.w", "image_backbone.w", "view_transform.w"}

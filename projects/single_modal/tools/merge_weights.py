@@ -11,7 +11,9 @@ Takes `lidar_backbone.*` from --lidar and `image_backbone.*` + `view_transform.*
 prints what was taken from where and what was left out, and writes `{"model": weights}` (loadable
 with weights_only=True; give it to a fusion model as MODEL.WEIGHTS). With --config-file the
 weights are first checked against the encoders of the model that config builds (on the CPU):
-every encoder tensor must be there with its shape, else nothing is written.
+every encoder tensor must be there with its shape, else nothing is written. With
+--with-lidar-head the inputs are two fine-tuned single-modal detectors and the LiDAR detector's
+`bev_backbone.*` and `det_head.*` are taken too (UniPAD's fusion recipe).
 """
 
 import argparse
@@ -24,6 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(_PROJECT_ROOT)))
 sys.path.insert(0, _PROJECT_ROOT)
 
 from single_modal import (  # noqa: E402
+    DETECTOR_HEAD_PREFIXES,
     add_single_modal_config,
     check_against_model,
     merge_single_modal_checkpoints,
@@ -41,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--camera", required=True, metavar="CKPT",
                         help="camera-only checkpoint (image_backbone.*, view_transform.* taken)")
     parser.add_argument("--output", required=True, metavar="OUT", help="merged checkpoint (.pth)")
+    parser.add_argument("--with-lidar-head", action="store_true",
+                        help="also take bev_backbone.* and det_head.* from --lidar (two "
+                        "fine-tuned single-modal detectors, UniPAD's fusion recipe)")
     parser.add_argument("--config-file", default="", metavar="FILE",
                         help="config of the fusion model to check the merged encoders against")
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[],
@@ -84,7 +90,8 @@ def main(argv=None) -> None:
     if args.opts and not args.config_file:
         raise SystemExit("KEY VALUE overrides need --config-file")
     try:
-        merged, report = merge_single_modal_checkpoints(args.lidar, args.camera)
+        merged, report = merge_single_modal_checkpoints(
+            args.lidar, args.camera, DETECTOR_HEAD_PREFIXES if args.with_lidar_head else ())
     except (FileNotFoundError, RuntimeError, ValueError) as error:
         raise SystemExit(f"merge_weights: {error}") from error
     print(report.format())
