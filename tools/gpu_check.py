@@ -39,8 +39,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import clap.modeling  # noqa: E402,F401  (registers every model component)
+from clap.benchmark import benchmark_training, benchmark_trilinear  # noqa: E402
 from clap.config import get_cfg  # noqa: E402
-from clap.engine.benchmark import benchmark_training, benchmark_trilinear  # noqa: E402
 from clap.layers.sparse.backend import BACKENDS, resolve_sparse_backend  # noqa: E402
 from clap.utils.env import seed_all_rng  # noqa: E402
 
