@@ -240,7 +240,7 @@ def test_temperature_sharpens_the_assignment():
     camera = F.normalize(torch.randn(10, 6), dim=1)
     losses = []
     for temperature in (1.0, 0.1):
-        head = _tiny_head(temperature=temperature, em_weight=1.0)
+        head = _tiny_head(assignment_temperature=temperature, em_weight=1.0)
         torch.manual_seed(0)
         with torch.no_grad():
             head.prototypes.copy_(F.normalize(torch.randn(8, 6), dim=1))
@@ -251,7 +251,7 @@ def test_temperature_sharpens_the_assignment():
 
 def test_swav_loss_is_lower_when_modalities_agree_than_when_shuffled():
     torch.manual_seed(0)
-    head = _tiny_head(num_prototypes=16, embed_dim=8, temperature=0.1)
+    head = _tiny_head(num_prototypes=16, embed_dim=8, assignment_temperature=0.1)
     lidar_embeddings = F.normalize(torch.randn(64, 8), dim=1)
     camera_embeddings = F.normalize(lidar_embeddings + 0.1 * torch.randn(64, 8), dim=1)
     volumes = _volumes()
@@ -265,7 +265,7 @@ def test_swav_loss_is_lower_when_modalities_agree_than_when_shuffled():
 
 
 def test_swav_loss_matches_the_swapped_cross_entropy_of_sinkhorn_codes():
-    head = _tiny_head(swav_weight=0.5, loss_weight=3.0, temperature=0.5)
+    head = _tiny_head(swav_weight=0.5, loss_weight=3.0, assignment_temperature=0.5)
     lidar = F.normalize(torch.randn(12, 6), dim=1)
     camera = F.normalize(torch.randn(12, 6), dim=1)
     _fixed_embeddings(head, lidar, camera)
