@@ -253,6 +253,26 @@ def _fill_buffer(head, embeddings):
         head.recent_embeddings_written.fill_(embeddings.shape[0])
 
 
+def test_em_hook_shows_a_collapse_of_the_embeddings():
+    torch.manual_seed(0)
+    head = _tiny_head(num_prototypes=4, embed_dim=3, buffer_size=16)
+    hook = PrototypeEMHook(head, period=1)
+    trainer = _Trainer(head, torch.optim.SGD(head.parameters(), lr=0.1), [hook])
+    hook.after_step()  # nothing stored yet: no embedding diagnostic
+    assert "prototypes/embedding_top_singular_share" not in trainer.storage.scalars
+    _fill_buffer(head, torch.eye(3).repeat(3, 1))  # evenly spread
+    hook.after_step()
+    assert trainer.storage.scalars["prototypes/embedding_top_singular_share"] == pytest.approx(
+        1 / 3, abs=1e-5
+    )
+    one_direction = F.normalize(torch.tensor([[1.0, 2.0, 2.0]]), dim=1)
+    _fill_buffer(head, one_direction.repeat(9, 1))  # collapsed, K untouched
+    hook.after_step()
+    assert trainer.storage.scalars["prototypes/embedding_top_singular_share"] == pytest.approx(
+        1.0, abs=1e-5
+    )
+
+
 @pytest.mark.parametrize("reseed", [True, False])
 def test_em_hook_reseeds_dead_prototypes_only_when_enabled(reseed):
     torch.manual_seed(0)

@@ -23,6 +23,7 @@ from clap.modeling.prototype_head import (
     perplexity_from_counts,
     prototype_spread,
     reduction_world_size,
+    top_singular_share,
 )
 
 from .train_loop import HookBase
@@ -53,7 +54,10 @@ class PrototypeEMHook(HookBase):
     "prototypes/in_use_{lidar,camera}" (prototypes assigned at least once), "prototypes/agreement"
     (fraction of cells with the same LiDAR and camera prototype), "prototypes/num_reseeded", and
     the spread of K after any re-seeding (`prototype_spread`): "prototypes/top_singular_share",
-    "prototypes/mean_squared_off_diagonal", "prototypes/effective_rank".
+    "prototypes/mean_squared_off_diagonal", "prototypes/effective_rank"; and, when the head has
+    stored embeddings, "prototypes/embedding_top_singular_share" (`top_singular_share` of the
+    stored recent embeddings, LiDAR and camera mixed), which shows a collapse of the embeddings
+    onto one direction that K's spread and the argmax usage do not.
 
     Register it before the periodic checkpointer so a checkpoint includes the iteration's counts.
     """
@@ -149,6 +153,11 @@ class PrototypeEMHook(HookBase):
         storage.put_scalar("prototypes/num_reseeded", num_reseeded)
         for name, value in prototype_spread(self.prototype_head.prototypes).items():
             storage.put_scalar(f"prototypes/{name}", value)
+        embeddings = self.prototype_head.stored_embeddings()
+        if embeddings.shape[0] > 0:
+            storage.put_scalar(
+                "prototypes/embedding_top_singular_share", top_singular_share(embeddings)
+            )
         self.usage_counts.zero_()
         self.agreement_counts.zero_()
 

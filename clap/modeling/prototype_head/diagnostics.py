@@ -6,7 +6,18 @@ import torch
 
 from .gram import gram_mean_squared_off_diagonal
 
-__all__ = ["assignment_perplexity", "perplexity_from_counts", "prototype_spread"]
+__all__ = [
+    "assignment_perplexity", "perplexity_from_counts", "prototype_spread", "top_singular_share",
+]
+
+
+@torch.no_grad()
+def top_singular_share(vectors: torch.Tensor) -> float:
+    """s_1^2 / sum_i s_i^2 of the singular values of `vectors` (M, d), M >= 1: the fraction of
+    their energy along the top direction; 1 when all rows are +-one vector, 1 / min(M, d) when
+    they are evenly spread."""
+    energy = torch.linalg.svdvals(vectors.detach().float()).pow(2)
+    return float(energy[0] / energy.sum().clamp(min=1e-12))
 
 
 @torch.no_grad()
@@ -25,11 +36,10 @@ def prototype_spread(prototypes: torch.Tensor) -> Dict[str, float]:
     """
     prototypes = prototypes.detach().float()
     singular_values = torch.linalg.svdvals(prototypes)
-    energy = singular_values.pow(2)
     share = singular_values / singular_values.sum().clamp(min=1e-12)
     entropy = -(share * torch.log(share.clamp(min=1e-30))).sum()
     return {
-        "top_singular_share": float(energy[0] / energy.sum().clamp(min=1e-12)),
+        "top_singular_share": top_singular_share(prototypes),
         "mean_squared_off_diagonal": float(gram_mean_squared_off_diagonal(prototypes)),
         "effective_rank": float(torch.exp(entropy)),
     }
