@@ -18,7 +18,7 @@ from clap.engine.clap_hooks import (
     RaySamplerWarmupHook,
     build_clap_hooks,
 )
-from clap.modeling.prototype_head import SwappedPrototypeHead
+from clap.modeling.prototype_head import SwappedPrototypeHead, prototype_spread
 
 
 class _RecordingStorage:
@@ -104,17 +104,26 @@ def _head_loss(head, iteration):
     return out["loss_swav"] + out["loss_em"]
 
 
-def _analytic_gram_gradient(prototypes):
-    """d/dK of mean_{i != j} K_i . K_j: row i is 2 (sum_j K_j - K_i) / (N (N - 1))."""
+def _analytic_gram_gradient(prototypes, term="mean_off_diagonal"):
+    """d/dK of mean_{i != j} G_ij (row i: 2 (sum_j K_j - K_i) / (N (N - 1))) or of
+    mean_{i != j} G_ij^2 (row i: 4 sum_{j != i} G_ij K_j / (N (N - 1))), G = K K^T."""
     n = prototypes.shape[0]
-    return 2 * (prototypes.sum(dim=0, keepdim=True) - prototypes) / (n * (n - 1))
+    if term == "mean_off_diagonal":
+        return 2 * (prototypes.sum(dim=0, keepdim=True) - prototypes) / (n * (n - 1))
+    gram = prototypes @ prototypes.t()
+    off_diagonal = gram - torch.diag(gram.diagonal())
+    return 4 * off_diagonal @ prototypes / (n * (n - 1))
 
 
-@pytest.mark.parametrize("scale", [None, 1024.0])
-def test_gram_hook_changes_only_the_prototype_gradient(scale):
+@pytest.mark.parametrize(
+    "scale, term",
+    [(None, "mean_off_diagonal"), (1024.0, "mean_off_diagonal"),
+     (None, "mean_squared_off_diagonal"), (1024.0, "mean_squared_off_diagonal")],
+)
+def test_gram_hook_changes_only_the_prototype_gradient(scale, term):
     torch.manual_seed(0)
     head = _tiny_head()
-    hook = GramRegularizerHook(head, ConstantParamScheduler(0.1))
+    hook = GramRegularizerHook(head, ConstantParamScheduler(0.1), term=term)
     grad_scaler = None if scale is None else _FakeGradScaler(scale)
     optimizer = torch.optim.SGD(head.parameters(), lr=0.1)
     trainer = _Trainer(head, optimizer, [hook], grad_scaler=grad_scaler)
@@ -126,15 +135,54 @@ def test_gram_hook_changes_only_the_prototype_gradient(scale):
     for name, parameter in head.named_parameters():
         if name != "prototypes":
             assert torch.equal(parameter.grad, before[name]), name
-    expected = 0.1 * _analytic_gram_gradient(head.prototypes.detach()) * (scale or 1.0)
+    expected = 0.1 * _analytic_gram_gradient(head.prototypes.detach(), term) * (scale or 1.0)
     added = head.prototypes.grad - before["prototypes"]
     assert torch.count_nonzero(added) > 0
     assert torch.allclose(added, expected, rtol=1e-4, atol=1e-7 * (scale or 1.0))
     assert not head.prototypes.grad.requires_grad
     logged = trainer.storage.scalars
+    assert set(logged) == {f"prototypes/gram_{term}", "prototypes/gram_weight"}
     assert logged["prototypes/gram_weight"] == pytest.approx(0.1)
-    expected_gram = (head.prototypes.detach().sum(0).pow(2).sum() - 4) / 12
-    assert logged["prototypes/gram"] == pytest.approx(float(expected_gram), abs=1e-6)
+    cosines = head.prototypes.detach() @ head.prototypes.detach().t()
+    pairs = cosines[~torch.eye(4, dtype=torch.bool)]
+    expected_gram = pairs.mean() if term == "mean_off_diagonal" else pairs.pow(2).mean()
+    assert logged[f"prototypes/gram_{term}"] == pytest.approx(float(expected_gram), abs=1e-6)
+
+
+def _em_driven_prototypes(term, steps=300):
+    """Prototypes (16, 8) trained by the EM loss alone (paper weights w_EM = w_GMM = 0.1,
+    tau = 1) on embeddings concentrated around one direction, with the Gram hook `term` and the
+    EM hook's renormalisation, by plain SGD."""
+    torch.manual_seed(0)
+    head = SwappedPrototypeHead(
+        lidar_channels=2, camera_channels=2, num_prototypes=16, embed_dim=8, hidden_dim=4,
+        embedding_buffer_size=0, assignment_temperature=1.0, em_weight=0.1,
+    )
+    concentrated = F.normalize(F.one_hot(torch.zeros(64, dtype=torch.long), 8).float()
+                               + 0.1 * torch.randn(64, 8), dim=1)
+    head.embed = lambda *args: (concentrated, concentrated, torch.zeros(64, 2, dtype=torch.long))
+    hooks = [
+        PrototypeEMHook(head, period=steps),
+        GramRegularizerHook(head, ConstantParamScheduler(0.1), term=term),
+    ]
+    trainer = _Trainer(head, torch.optim.SGD([head.prototypes], lr=10.0), hooks, max_iter=steps)
+    volume, paired = torch.zeros(1, 2, 1, 1, 1), torch.ones(1, 1, 1, 1, dtype=torch.bool)
+    trainer.train(lambda iteration: head(volume, volume, paired)["loss_em"], until=steps)
+    return trainer.storage.scalars  # the EM hook's diagnostics at the end of its period
+
+
+def test_em_loss_collapses_the_prototypes_under_the_literal_gram_term_only():
+    literal = _em_driven_prototypes("mean_off_diagonal")
+    assert literal["prototypes/top_singular_share"] > 0.9
+    assert literal["prototypes/effective_rank"] < 2.0
+    assert literal["prototypes/mean_squared_off_diagonal"] > 0.9
+    # The literal term reads "healthy" (mean cosine near 0) on the collapsed prototypes.
+    assert abs(literal["prototypes/gram_mean_off_diagonal"]) < 0.1
+
+    squared = _em_driven_prototypes("mean_squared_off_diagonal")
+    assert squared["prototypes/top_singular_share"] < 0.6
+    assert squared["prototypes/effective_rank"] > 6.0
+    assert squared["prototypes/mean_squared_off_diagonal"] < 0.3
 
 
 def test_gram_hook_weight_follows_its_scheduler_and_fills_a_missing_gradient():
@@ -145,7 +193,8 @@ def test_gram_hook_weight_follows_its_scheduler_and_fills_a_missing_gradient():
     assert head.prototypes.grad is None
     hook.after_backward()
     assert trainer.storage.scalars["prototypes/gram_weight"] == pytest.approx(0.1)
-    expected = 0.1 * _analytic_gram_gradient(head.prototypes.detach())
+    # The default term is the mean squared off-diagonal.
+    expected = 0.1 * _analytic_gram_gradient(head.prototypes.detach(), "mean_squared_off_diagonal")
     assert torch.allclose(head.prototypes.grad, expected, rtol=1e-4, atol=1e-8)
 
 
@@ -190,6 +239,9 @@ def test_em_hook_counts_usage_of_hand_made_assignments_and_logs_the_period():
     assert logged["prototypes/in_use_lidar"] == 3 and logged["prototypes/in_use_camera"] == 3
     assert logged["prototypes/agreement"] == pytest.approx(2 / 4)
     assert logged["prototypes/num_reseeded"] == 0
+    spread = prototype_spread(head.prototypes)
+    for name in ("top_singular_share", "mean_squared_off_diagonal", "effective_rank"):
+        assert logged[f"prototypes/{name}"] == pytest.approx(spread[name])
     usage, bins = trainer.storage.histograms["prototypes/usage_fraction_lidar"]
     assert torch.allclose(usage, lidar_probability) and bins > 0
     assert hook.usage_counts.sum() == 0 and hook.agreement_counts.sum() == 0
@@ -199,6 +251,26 @@ def _fill_buffer(head, embeddings):
     with torch.no_grad():
         head.recent_embeddings[: embeddings.shape[0]] = embeddings
         head.recent_embeddings_written.fill_(embeddings.shape[0])
+
+
+def test_em_hook_shows_a_collapse_of_the_embeddings():
+    torch.manual_seed(0)
+    head = _tiny_head(num_prototypes=4, embed_dim=3, buffer_size=16)
+    hook = PrototypeEMHook(head, period=1)
+    trainer = _Trainer(head, torch.optim.SGD(head.parameters(), lr=0.1), [hook])
+    hook.after_step()  # nothing stored yet: no embedding diagnostic
+    assert "prototypes/embedding_top_singular_share" not in trainer.storage.scalars
+    _fill_buffer(head, torch.eye(3).repeat(3, 1))  # evenly spread
+    hook.after_step()
+    assert trainer.storage.scalars["prototypes/embedding_top_singular_share"] == pytest.approx(
+        1 / 3, abs=1e-5
+    )
+    one_direction = F.normalize(torch.tensor([[1.0, 2.0, 2.0]]), dim=1)
+    _fill_buffer(head, one_direction.repeat(9, 1))  # collapsed, K untouched
+    hook.after_step()
+    assert trainer.storage.scalars["prototypes/embedding_top_singular_share"] == pytest.approx(
+        1.0, abs=1e-5
+    )
 
 
 @pytest.mark.parametrize("reseed", [True, False])
@@ -350,6 +422,7 @@ def test_build_clap_hooks_follows_the_config_and_the_model():
     assert em_hook.prototype_head is head and em_hook.period == 7 and em_hook.reseed
     assert gram_hook.weight_scheduler(0.0) == pytest.approx(2.0 * 0.1)  # w_proto * w_GMM
     assert gram_hook.weight_scheduler(1.0) == pytest.approx(0.0)
+    assert gram_hook.term == "mean_squared_off_diagonal"
     assert warmup_hook.ray_sampler is sampler and warmup_hook.warmup_iters == 40  # 4 epochs
 
     assert build_clap_hooks(cfg, _Model(None, None), iters_per_epoch=10) == []
@@ -358,6 +431,12 @@ def test_build_clap_hooks_follows_the_config_and_the_model():
     cfg.MODEL.PROTOTYPE_HEAD.GRAM_WEIGHT = 0.0
     assert [type(h) for h in build_clap_hooks(cfg, _Model(head), 10)] == [PrototypeEMHook]
     cfg.MODEL.PROTOTYPE_HEAD.GRAM_WEIGHT = 0.1
+    cfg.MODEL.PROTOTYPE_HEAD.GRAM_TERM = "mean_off_diagonal"
+    assert build_clap_hooks(cfg, _Model(head), 10)[1].term == "mean_off_diagonal"
+    cfg.MODEL.PROTOTYPE_HEAD.GRAM_TERM = "frobenius"
+    with pytest.raises(ValueError, match="GRAM_TERM"):
+        build_clap_hooks(cfg, _Model(head), 10)
+    cfg.MODEL.PROTOTYPE_HEAD.GRAM_TERM = "mean_off_diagonal"
     cfg.MODEL.PROTOTYPE_HEAD.GRAM_SCHEDULE = "linear"
     with pytest.raises(ValueError, match="GRAM_SCHEDULE"):
         build_clap_hooks(cfg, _Model(head), 10)

@@ -14,7 +14,10 @@ from clap.layers import ShapeSpec
 from clap.modeling.prototype_head import (
     SwappedPrototypeHead,
     build_prototype_head,
-    gram_regularizer,
+    get_gram_term,
+    gram_mean_off_diagonal,
+    gram_mean_squared_off_diagonal,
+    prototype_spread,
     sinkhorn_knopp,
 )
 
@@ -102,17 +105,55 @@ def test_sinkhorn_across_two_gloo_processes_matches_single_process(tmp_path):
     assert results[1]["codes_rank0_only"].shape == (0, 4)
 
 
-def test_gram_regularizer_is_the_mean_off_diagonal_cosine():
+def test_literal_gram_term_is_the_mean_off_diagonal_cosine_and_blind_to_collapse():
     prototypes = F.normalize(torch.randn(5, 3), dim=1)
     pairs = [
         float(prototypes[i] @ prototypes[j]) for i in range(5) for j in range(5) if i != j
     ]
-    assert float(gram_regularizer(prototypes)) == pytest.approx(sum(pairs) / len(pairs), abs=1e-6)
+    literal = gram_mean_off_diagonal(prototypes)
+    assert float(literal) == pytest.approx(sum(pairs) / len(pairs), abs=1e-6)
     closed_form = (prototypes.sum(0).pow(2).sum() - 5) / 20
-    assert float(gram_regularizer(prototypes)) == pytest.approx(float(closed_form), abs=1e-6)
-    # Antipodal pairs: every off-diagonal sum cancels except the -1 entries.
-    antipodal = torch.tensor([[1.0, 0.0], [-1.0, 0.0]])
-    assert float(gram_regularizer(antipodal)) == pytest.approx(-1.0)
+    assert float(literal) == pytest.approx(float(closed_form), abs=1e-6)
+    # Two antipodal clusters (a collapse to one line) reach the literal term's minimum,
+    # -1 / (N - 1), below any spread configuration; the squared term is at its maximum there.
+    direction = F.normalize(torch.randn(1, 3), dim=1)
+    collapsed = torch.cat([direction.expand(3, 3), -direction.expand(3, 3)])
+    assert float(gram_mean_off_diagonal(collapsed)) == pytest.approx(-1 / 5, abs=1e-6)
+    assert float(gram_mean_squared_off_diagonal(collapsed)) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_squared_gram_term_is_minimal_for_spread_prototypes():
+    orthonormal = torch.eye(4)
+    assert float(gram_mean_squared_off_diagonal(orthonormal)) == pytest.approx(0.0)
+    # A tight frame of N = 4 unit vectors in d = 2 (every 45 degrees): the minimum over unit
+    # rows, (N / d - 1) / (N - 1) = 1 / 3, below a random set of 4 unit vectors.
+    angles = torch.arange(4) * math.pi / 4
+    frame = torch.stack([angles.cos(), angles.sin()], dim=1)
+    assert float(gram_mean_squared_off_diagonal(frame)) == pytest.approx(1 / 3, abs=1e-6)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        random = F.normalize(torch.randn(4, 2, generator=generator), dim=1)
+        assert float(gram_mean_squared_off_diagonal(random)) >= 1 / 3 - 1e-6
+    identity_form = (frame @ frame.t() - torch.eye(4)).pow(2).sum() / (4 * 3)
+    assert float(gram_mean_squared_off_diagonal(frame)) == pytest.approx(float(identity_form))
+    assert get_gram_term("mean_squared_off_diagonal") is gram_mean_squared_off_diagonal
+    with pytest.raises(ValueError, match="GRAM_TERM"):
+        get_gram_term("mean")
+    with pytest.raises(ValueError, match="at least 2"):
+        gram_mean_squared_off_diagonal(torch.ones(1, 3))
+
+
+def test_prototype_spread_tells_collapse_from_spread():
+    direction = F.normalize(torch.randn(1, 4), dim=1)
+    collapsed = prototype_spread(torch.cat([direction.expand(5, 4), -direction.expand(3, 4)]))
+    assert collapsed["top_singular_share"] == pytest.approx(1.0, abs=1e-5)
+    assert collapsed["effective_rank"] == pytest.approx(1.0, abs=1e-3)
+    assert collapsed["mean_squared_off_diagonal"] == pytest.approx(1.0, abs=1e-5)
+    # Two copies of an orthonormal basis of R^4: equal singular values.
+    spread = prototype_spread(torch.cat([torch.eye(4), -torch.eye(4)]))
+    assert spread["top_singular_share"] == pytest.approx(1 / 4, abs=1e-5)
+    assert spread["effective_rank"] == pytest.approx(4.0, abs=1e-4)
+    assert spread["mean_squared_off_diagonal"] == pytest.approx(8 / 56, abs=1e-6)
 
 
 def _tiny_head(**overrides):
@@ -137,8 +178,11 @@ def test_head_built_from_config_returns_losses_and_statistics():
     cfg.MODEL.PROTOTYPE_HEAD.NUM_PROTOTYPES = 16
     cfg.MODEL.PROTOTYPE_HEAD.EMBED_DIM = 8
     cfg.MODEL.PROTOTYPE_HEAD.PROJ_HIDDEN_DIM = 12
+    cfg.MODEL.PROTOTYPE_HEAD.ASSIGNMENT_TEMPERATURE = 0.2
+    cfg.MODEL.PROTOTYPE_HEAD.SINKHORN_TEMPERATURE = 0.03
     head = build_prototype_head(cfg, ShapeSpec(channels=5), ShapeSpec(channels=3))
     assert isinstance(head, SwappedPrototypeHead)
+    assert head.assignment_temperature == 0.2 and head.sinkhorn_temperature == 0.03
     assert head.prototypes.shape == (16, 8)
     assert torch.allclose(head.prototypes.norm(dim=1), torch.ones(16), atol=1e-6)
 
@@ -217,7 +261,9 @@ def _fixed_embeddings(head, lidar_embeddings, camera_embeddings):
 
 
 def test_em_loss_equals_hand_computed_entropy():
-    head = _tiny_head(num_prototypes=2, embed_dim=2, em_weight=0.5, loss_weight=2.0)
+    head = _tiny_head(
+        num_prototypes=2, embed_dim=2, em_weight=0.5, loss_weight=2.0, assignment_temperature=1.0
+    )
     with torch.no_grad():
         head.prototypes.copy_(torch.eye(2))
     diagonal = torch.tensor([[1.0, 1.0]]) / math.sqrt(2)
@@ -240,7 +286,7 @@ def test_temperature_sharpens_the_assignment():
     camera = F.normalize(torch.randn(10, 6), dim=1)
     losses = []
     for temperature in (1.0, 0.1):
-        head = _tiny_head(temperature=temperature, em_weight=1.0)
+        head = _tiny_head(assignment_temperature=temperature, em_weight=1.0)
         torch.manual_seed(0)
         with torch.no_grad():
             head.prototypes.copy_(F.normalize(torch.randn(8, 6), dim=1))
@@ -249,9 +295,25 @@ def test_temperature_sharpens_the_assignment():
     assert losses[1] < losses[0] <= 2 * math.log(8) + 1e-5
 
 
+def test_default_temperature_lets_the_em_loss_leave_its_uniform_value():
+    # 512 unit prototypes of 128 dims, every cell embedded exactly on a prototype: the best case.
+    cfg = get_cfg()
+    uniform = 2 * math.log(512)
+    entropies = {}
+    for temperature in (1.0, cfg.MODEL.PROTOTYPE_HEAD.ASSIGNMENT_TEMPERATURE):
+        cfg.MODEL.PROTOTYPE_HEAD.ASSIGNMENT_TEMPERATURE = temperature
+        head = build_prototype_head(cfg, ShapeSpec(channels=4), ShapeSpec(channels=4))
+        on_prototypes = head.prototypes.detach()[:64]
+        _fixed_embeddings(head, on_prototypes, on_prototypes)
+        entropies[temperature] = head(*_volumes())["loss_em"].item() / head.em_weight
+    # At tau = 1 the softmax cannot exceed e / (e + 511 e^-1) = 0.014: L_EM stays near uniform.
+    assert entropies[1.0] > 0.95 * uniform
+    assert min(entropies.values()) < 0.1 * uniform
+
+
 def test_swav_loss_is_lower_when_modalities_agree_than_when_shuffled():
     torch.manual_seed(0)
-    head = _tiny_head(num_prototypes=16, embed_dim=8, temperature=0.1)
+    head = _tiny_head(num_prototypes=16, embed_dim=8, assignment_temperature=0.1)
     lidar_embeddings = F.normalize(torch.randn(64, 8), dim=1)
     camera_embeddings = F.normalize(lidar_embeddings + 0.1 * torch.randn(64, 8), dim=1)
     volumes = _volumes()
@@ -265,7 +327,9 @@ def test_swav_loss_is_lower_when_modalities_agree_than_when_shuffled():
 
 
 def test_swav_loss_matches_the_swapped_cross_entropy_of_sinkhorn_codes():
-    head = _tiny_head(swav_weight=0.5, loss_weight=3.0, temperature=0.5)
+    head = _tiny_head(
+        swav_weight=0.5, loss_weight=3.0, assignment_temperature=0.5, sinkhorn_temperature=0.2
+    )
     lidar = F.normalize(torch.randn(12, 6), dim=1)
     camera = F.normalize(torch.randn(12, 6), dim=1)
     _fixed_embeddings(head, lidar, camera)
@@ -273,7 +337,7 @@ def test_swav_loss_matches_the_swapped_cross_entropy_of_sinkhorn_codes():
 
     prototypes = head.prototypes.detach()
     s_lidar, s_camera = lidar @ prototypes.t(), camera @ prototypes.t()
-    q_lidar, q_camera = sinkhorn_knopp(s_lidar), sinkhorn_knopp(s_camera)
+    q_lidar, q_camera = sinkhorn_knopp(s_lidar, 3, 0.2), sinkhorn_knopp(s_camera, 3, 0.2)
     cross_entropy = -(q_camera * F.log_softmax(s_lidar / 0.5, dim=1)).sum(1)
     cross_entropy -= (q_lidar * F.log_softmax(s_camera / 0.5, dim=1)).sum(1)
     assert out["loss_swav"].item() == pytest.approx(1.5 * float(cross_entropy.mean()), rel=1e-5)

@@ -211,18 +211,27 @@ _C.MODEL.PROTOTYPE_HEAD.NUM_PROTOTYPES = 512
 _C.MODEL.PROTOTYPE_HEAD.EMBED_DIM = 128
 # Hidden width (channels) of the per-cell projection MLPs (LiDAR C_P -> d_K, camera C_I -> d_K).
 _C.MODEL.PROTOTYPE_HEAD.PROJ_HIDDEN_DIM = 256
-# Softmax temperature tau of the prototype assignment, dimensionless (paper: 1.0).
-_C.MODEL.PROTOTYPE_HEAD.TEMPERATURE = 1.0
+# Temperature tau of the assignment softmax p = softmax(S / tau) over cosine similarities S in
+# [-1, 1], dimensionless; used by the EM entropy and as the prediction of the swapped loss. The
+# paper's 1.0 caps p at 0.014 for 512 prototypes, so both losses stay at their uniform values;
+# 0.1 (SwAV's value) is chosen from the measured study in docs/prototypes.md.
+_C.MODEL.PROTOTYPE_HEAD.ASSIGNMENT_TEMPERATURE = 0.1
 # Sinkhorn-Knopp iterations for the swapped codes (paper: 3).
 _C.MODEL.PROTOTYPE_HEAD.SINKHORN_ITERS = 3
-# Sinkhorn entropic regularisation epsilon, dimensionless (not in the paper; SwAV's 0.05).
-_C.MODEL.PROTOTYPE_HEAD.SINKHORN_EPSILON = 0.05
+# Temperature (entropic regularisation epsilon) of the Sinkhorn codes, exp(S / epsilon) before
+# the equipartition, dimensionless (not in the paper; SwAV's 0.05).
+_C.MODEL.PROTOTYPE_HEAD.SINKHORN_TEMPERATURE = 0.05
 # Weight w_SwAV of the swapped-prediction loss (paper: 1.0); logged as loss_swav.
 _C.MODEL.PROTOTYPE_HEAD.SWAV_WEIGHT = 1.0
 # Weight w_EM of the assignment-entropy loss (paper: 0.1); logged as loss_em.
 _C.MODEL.PROTOTYPE_HEAD.EM_WEIGHT = 0.1
 # Weight w_GMM of the Gram term (paper: 0.1), applied by GramRegularizerHook (times LOSS_WEIGHT).
 _C.MODEL.PROTOTYPE_HEAD.GRAM_WEIGHT = 0.1
+# Gram term on the unit prototypes K (clap/modeling/prototype_head/gram.py):
+# "mean_squared_off_diagonal" = ||K K^T - I||_F^2 / (N_K (N_K - 1)), minimal for evenly spread
+# prototypes; "mean_off_diagonal" = the paper's literal mean of the off-diagonal of K K^T, which
+# only centres the prototypes and cannot prevent a collapse (docs/prototypes.md).
+_C.MODEL.PROTOTYPE_HEAD.GRAM_TERM = "mean_squared_off_diagonal"
 # Schedule of the Gram weight over training: "constant" or "cosine" (GRAM_WEIGHT at iteration 0
 # down to 0 at SOLVER.MAX_ITER).
 _C.MODEL.PROTOTYPE_HEAD.GRAM_SCHEDULE = "constant"

@@ -19,9 +19,11 @@ from fvcore.common.param_scheduler import (
 from torch import nn
 
 from clap.modeling.prototype_head import (
-    gram_regularizer,
+    get_gram_term,
     perplexity_from_counts,
+    prototype_spread,
     reduction_world_size,
+    top_singular_share,
 )
 
 from .train_loop import HookBase
@@ -46,11 +48,16 @@ class PrototypeEMHook(HookBase):
     `seed`, saved in `state_dict`); under DDP rank 0's re-seeded prototypes are broadcast so all
     ranks stay identical.
 
-    Logged every period (storage names):
+    Logged every period (storage names), the collapse diagnostics:
     "prototypes/usage_fraction_{lidar,camera}" (histogram of the N_K per-prototype usage
     fractions), "prototypes/perplexity_{lidar,camera}" (exp entropy of the usage distribution),
     "prototypes/in_use_{lidar,camera}" (prototypes assigned at least once), "prototypes/agreement"
-    (fraction of cells with the same LiDAR and camera prototype), "prototypes/num_reseeded".
+    (fraction of cells with the same LiDAR and camera prototype), "prototypes/num_reseeded", and
+    the spread of K after any re-seeding (`prototype_spread`): "prototypes/top_singular_share",
+    "prototypes/mean_squared_off_diagonal", "prototypes/effective_rank"; and, when the head has
+    stored embeddings, "prototypes/embedding_top_singular_share" (`top_singular_share` of the
+    stored recent embeddings, LiDAR and camera mixed), which shows a collapse of the embeddings
+    onto one direction that K's spread and the argmax usage do not.
 
     Register it before the periodic checkpointer so a checkpoint includes the iteration's counts.
     """
@@ -144,6 +151,13 @@ class PrototypeEMHook(HookBase):
             storage.put_scalar(f"prototypes/in_use_{modality}", int((counts[row] > 0).sum()))
         storage.put_scalar("prototypes/agreement", float(self.agreement_counts[0] / cells))
         storage.put_scalar("prototypes/num_reseeded", num_reseeded)
+        for name, value in prototype_spread(self.prototype_head.prototypes).items():
+            storage.put_scalar(f"prototypes/{name}", value)
+        embeddings = self.prototype_head.stored_embeddings()
+        if embeddings.shape[0] > 0:
+            storage.put_scalar(
+                "prototypes/embedding_top_singular_share", top_singular_share(embeddings)
+            )
         self.usage_counts.zero_()
         self.agreement_counts.zero_()
 
@@ -209,18 +223,26 @@ class PrototypeEMHook(HookBase):
 class GramRegularizerHook(HookBase):
     """Adds the gradient of w_GMM * L_GMM(K) to the prototypes' gradient after the backward pass.
 
-    L_GMM is `gram_regularizer` (mean off-diagonal entry of K K^T). Its gradient is computed on a
+    L_GMM is the Gram term `term` (a name in `clap.modeling.prototype_head.GRAM_TERMS`; the
+    default penalises the squared off-diagonal of K K^T). Its gradient is computed on a
     detached leaf copy of K, so only `prototypes.grad` changes; with AMP (`trainer.grad_scaler`
     not None) it is multiplied by the scaler's current scale, like the gradients of the loss.
     The trainer must call `after_backward` before it unscales the gradients.
 
     The weight is `weight_scheduler(iter / max_iter)` (an fvcore ParamScheduler; include w_proto
-    in it). Logged each iteration: "prototypes/gram" (L_GMM) and "prototypes/gram_weight".
+    in it). Logged each iteration: "prototypes/gram_<term>" (L_GMM before weighting, named by its
+    form) and "prototypes/gram_weight". Whether K has collapsed is read from the diagnostics of
+    `PrototypeEMHook`, not from this value (the literal form reads near 0 for a collapsed K).
     """
 
-    def __init__(self, prototype_head: nn.Module, weight_scheduler: ParamScheduler):
+    def __init__(
+        self, prototype_head: nn.Module, weight_scheduler: ParamScheduler,
+        term: str = "mean_squared_off_diagonal",
+    ):
         self.prototype_head = prototype_head
         self.weight_scheduler = weight_scheduler
+        self.term = term
+        self.gram_term = get_gram_term(term)
 
     def after_backward(self):
         trainer = self.trainer
@@ -228,7 +250,7 @@ class GramRegularizerHook(HookBase):
         prototypes = self.prototype_head.prototypes
         leaf = prototypes.detach().clone().float().requires_grad_(True)
         with torch.enable_grad():
-            gram = gram_regularizer(leaf)
+            gram = self.gram_term(leaf)
             (gradient,) = torch.autograd.grad(gram, leaf)
         if weight != 0.0:
             gradient = gradient * weight
@@ -240,7 +262,7 @@ class GramRegularizerHook(HookBase):
                 prototypes.grad = gradient
             else:
                 prototypes.grad.add_(gradient)
-        trainer.storage.put_scalar("prototypes/gram", float(gram.detach()))
+        trainer.storage.put_scalar(f"prototypes/gram_{self.term}", float(gram.detach()))
         trainer.storage.put_scalar("prototypes/gram_weight", weight)
 
 
@@ -305,7 +327,11 @@ def build_clap_hooks(cfg, model: nn.Module, iters_per_epoch: int) -> List[HookBa
             )
         )
         if head_cfg.LOSS_WEIGHT * head_cfg.GRAM_WEIGHT != 0:
-            hooks.append(GramRegularizerHook(head, build_gram_weight_scheduler(cfg)))
+            hooks.append(
+                GramRegularizerHook(
+                    head, build_gram_weight_scheduler(cfg), term=head_cfg.GRAM_TERM
+                )
+            )
     ray_sampler = getattr(model, "ray_sampler", None)
     if ray_sampler is not None and hasattr(ray_sampler, "use_uniform"):
         warmup_iters = int(round(ray_sampler.warmup_epochs * iters_per_epoch))

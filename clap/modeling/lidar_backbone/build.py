@@ -9,8 +9,9 @@ A registered class is called as `cls(cfg)` and returns an `nn.Module` with
 `voxel_features` is (V, C_in) float (mean of the points in each voxel), `voxel_coords` is (V, 4)
 int `[batch, x, y, z]` on the input voxel grid, and (Z, Y, X) is `VolumeGrid.volume_shape`;
 and `output_shape() -> ShapeSpec(channels=C_P, depth=Z, height=Y, width=X)`.
-Encoders that mask input voxels in training also accept `return_mask=True` and then return
-`(volume, keep)` with `keep` (V,) bool marking the voxels that were not dropped.
+`forward` also accepts `return_mask=True` and then returns `(volume, keep)` with `keep` (V,) bool
+marking the input voxels the encoder used (all True for an encoder that does not mask, and
+outside training); CLAP pairs LiDAR and camera only at cells with a kept voxel.
 """
 
 

@@ -1,6 +1,6 @@
 """CLAP: joint LiDAR + camera pre-training by rendering the fused volume, with prototypes."""
 
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from torch import nn
@@ -15,10 +15,10 @@ from ..prototype_head import build_prototype_head
 from ..ray_sampler import build_ray_sampler
 from ..render_head import build_render_head
 from ..render_head.rays import build_rays
-from ..view_transform import build_view_transform
+from ..view_transform import build_view_transform, project_points
 from .build import META_ARCH_REGISTRY
 
-__all__ = ["CLAP", "occupied_cells"]
+__all__ = ["CLAP", "occupied_cells", "unmasked_camera_cells"]
 
 
 def occupied_cells(voxel_coords: torch.Tensor, batch_size: int, grid: VolumeGrid) -> torch.Tensor:
@@ -42,6 +42,42 @@ def occupied_cells(voxel_coords: torch.Tensor, batch_size: int, grid: VolumeGrid
     return occupied
 
 
+def unmasked_camera_cells(
+    patch_mask: torch.Tensor, patch_size: int, lidar2img: torch.Tensor,
+    image_size: Sequence[int], grid: VolumeGrid, min_depth: float,
+) -> torch.Tensor:
+    """Dense-volume cells whose centre some camera sees at a pixel of an unmasked patch.
+
+    Pixel convention of `clap.modeling.view_transform` (integer pixel centres; pixel (row i,
+    column j) covers area coordinates [j, j + 1) x [i, i + 1)); patch (r, c) covers pixel rows
+    [r p, (r + 1) p) and columns [c p, (c + 1) p), as in `mask_image_patches`.
+
+    Args:
+        patch_mask: (B * N_cam, rows, cols) bool, True for masked patches, camera-major within
+            each sample.
+        patch_size: p, patch edge in pixels.
+        lidar2img: (B, N_cam, 4, 4).
+        image_size: (H, W) pixels.
+        grid: the shared grid.
+        min_depth: meters; a cell centre not farther than this in front of a camera is unseen.
+
+    Returns:
+        (B, Z, Y, X) bool.
+    """
+    batch_size, num_cameras = lidar2img.shape[:2]
+    rows, cols = patch_mask.shape[-2:]
+    centers = grid.volume_centers(device=lidar2img.device, dtype=torch.float32).reshape(-1, 3)
+    uv, _, in_front = project_points(centers, lidar2img, min_depth)
+    u, v = (uv + 0.5).unbind(-1)  # area coordinates
+    height, width = image_size
+    inside = in_front & (u >= 0) & (u < width) & (v >= 0) & (v < height)
+    row = torch.div(v, patch_size, rounding_mode="floor").long().clamp(0, rows - 1)
+    col = torch.div(u, patch_size, rounding_mode="floor").long().clamp(0, cols - 1)
+    unmasked = ~patch_mask.reshape(batch_size, num_cameras, rows * cols)
+    seen_unmasked = inside & unmasked.gather(2, row * cols + col)
+    return seen_unmasked.any(dim=1).reshape(batch_size, *grid.volume_shape)
+
+
 @META_ARCH_REGISTRY.register()
 class CLAP(nn.Module):
     """LiDAR encoder + camera encoder + fusion, pre-trained by differentiable rendering.
@@ -53,6 +89,10 @@ class CLAP(nn.Module):
 
     With one modality in MODEL.MODALITIES it is the single-modal rendering baseline (UniPAD
     style): the other encoder, and the prototype head, are left out.
+
+    Pairs for the prototype head are the cells where both modalities carry data after masking:
+    at least one LiDAR voxel the block masking kept, and a camera that sees the cell centre at
+    a pixel of an unmasked patch (every cell the lift sees when the images are not masked).
 
     The encoders keep the attribute names `lidar_backbone`, `image_backbone`, `view_transform`
     and `fusion`; the detector loads pre-trained weights by these prefixes.
@@ -72,6 +112,8 @@ class CLAP(nn.Module):
         prototype_head: Optional[nn.Module],
         pixel_mean: List[float],
         pixel_std: List[float],
+        image_mask_patch_size: int = 32,
+        camera_min_depth: float = 0.1,
     ):
         """
         Args:
@@ -83,6 +125,9 @@ class CLAP(nn.Module):
             ray_sampler: chooses the rays rendered in a step.
             prototype_head: swapped prototype prediction on (P^, I^), or None.
             pixel_mean, pixel_std: RGB normalisation of 0-255 images.
+            image_mask_patch_size: patch edge (pixels) of the image backbone's masking.
+            camera_min_depth: meters; cells closer to a camera than this are not seen by it
+                (the lift's MIN_DEPTH), for the pairing of masked images.
         """
         super().__init__()
         if lidar_backbone is None and image_backbone is None:
@@ -101,6 +146,8 @@ class CLAP(nn.Module):
         self.prototype_head = prototype_head
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(1, 1, 3, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(1, 1, 3, 1, 1), False)
+        self.image_mask_patch_size = image_mask_patch_size
+        self.camera_min_depth = camera_min_depth
         self.last_step: Dict[str, object] = {}
 
     @classmethod
@@ -134,27 +181,40 @@ class CLAP(nn.Module):
             "prototype_head": prototype_head,
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
+            "image_mask_patch_size": cfg.MODEL.IMAGE_BACKBONE.MASK_PATCH_SIZE,
+            "camera_min_depth": cfg.MODEL.VIEW_TRANSFORM.MIN_DEPTH,
         }
 
     def encode(self, batch: dict) -> Dict[str, torch.Tensor]:
         """The encoders' volumes for a batch (docs/data.md).
 
         Returns:
-            dict with "fused" F^ (B, C_F, Z, Y, X) and, per present modality, "lidar" P^,
-            "camera" I^ and "camera_visible" (B, Z, Y, X) bool.
+            dict with "fused" F^ (B, C_F, Z, Y, X) and, per present modality, the volume and
+            the cells where that modality carries data after masking, (B, Z, Y, X) bool:
+            "lidar" P^ and "lidar_observed" (cells with at least one kept voxel), "camera" I^
+            and "camera_observed" (cells seen at an unmasked pixel, `unmasked_camera_cells`).
         """
         batch_size = batch["batch_size"]
         volumes: Dict[str, torch.Tensor] = {}
         if self.lidar_backbone is not None:
-            volumes["lidar"] = self.lidar_backbone(
-                batch["voxel_features"], batch["voxel_coords"], batch_size
+            volumes["lidar"], keep = self.lidar_backbone(
+                batch["voxel_features"], batch["voxel_coords"], batch_size, return_mask=True
+            )
+            volumes["lidar_observed"] = occupied_cells(
+                batch["voxel_coords"][keep], batch_size, self.volume_grid
             )
         if self.image_backbone is not None:
             images = (batch["images"] - self.pixel_mean) / self.pixel_std
-            features = self.image_backbone(images.flatten(0, 1))
-            volumes["camera"], volumes["camera_visible"] = self.view_transform(
+            features, patch_mask = self.image_backbone(images.flatten(0, 1), return_mask=True)
+            volumes["camera"], visible = self.view_transform(
                 features, batch["lidar2img"], batch["image_size"]
             )
+            volumes["camera_observed"] = visible
+            if patch_mask is not None:
+                volumes["camera_observed"] = visible & unmasked_camera_cells(
+                    patch_mask, self.image_mask_patch_size, batch["lidar2img"],
+                    batch["image_size"], self.volume_grid, self.camera_min_depth,
+                )
         volumes["fused"] = self.fusion(volumes.get("lidar"), volumes.get("camera"))
         return volumes
 
@@ -167,9 +227,7 @@ class CLAP(nn.Module):
         losses = {k: v for k, v in rendered.items() if k.startswith("loss_")}
         prototype_outputs = {}
         if self.prototype_head is not None:
-            paired = volumes["camera_visible"] & occupied_cells(
-                batch["voxel_coords"], batch["batch_size"], self.volume_grid
-            )
+            paired = volumes["lidar_observed"] & volumes["camera_observed"]
             prototype_outputs = self.prototype_head(volumes["lidar"], volumes["camera"], paired)
             losses.update({k: v for k, v in prototype_outputs.items() if k.startswith("loss_")})
         self.last_step = {

@@ -11,48 +11,8 @@ from clap.config.config import configurable
 from clap.layers import ShapeSpec
 
 from .build import PROTOTYPE_HEAD_REGISTRY
+from .diagnostics import assignment_perplexity
 from .sinkhorn import sinkhorn_knopp
-
-
-def gram_regularizer(prototypes: torch.Tensor) -> torch.Tensor:
-    """L_GMM: mean of the off-diagonal entries of the Gram matrix K K^T.
-
-    Args:
-        prototypes: (N_K, d_K) prototype vectors (unit rows in CLAP), N_K >= 2.
-
-    Returns:
-        Scalar. For unit rows it equals (|sum_k K_k|^2 - N_K) / (N_K (N_K - 1)), the mean cosine
-        similarity between distinct prototypes.
-    """
-    num_prototypes = prototypes.shape[0]
-    if num_prototypes < 2:
-        raise ValueError(f"The Gram regulariser needs at least 2 prototypes, got {num_prototypes}")
-    gram = prototypes @ prototypes.t()
-    off_diagonal_sum = gram.sum() - gram.diagonal().sum()
-    return off_diagonal_sum / (num_prototypes * (num_prototypes - 1))
-
-
-def assignment_perplexity(assignment: torch.Tensor, num_prototypes: int) -> torch.Tensor:
-    """exp(entropy) of the histogram of hard assignments: the effective number of prototypes used.
-
-    Args:
-        assignment: (N,) long prototype index per cell.
-        num_prototypes: N_K.
-
-    Returns:
-        Scalar float tensor in [1, N_K]; 0 when `assignment` is empty.
-    """
-    counts = torch.bincount(assignment, minlength=num_prototypes).float()
-    return perplexity_from_counts(counts)
-
-
-def perplexity_from_counts(counts: torch.Tensor) -> torch.Tensor:
-    """exp(entropy) of the usage distribution `counts / counts.sum()`, (..., N_K) -> (...)."""
-    counts = counts.float()
-    total = counts.sum(dim=-1, keepdim=True)
-    probability = counts / total.clamp(min=1.0)
-    entropy = -(probability * torch.log(probability.clamp(min=1e-30))).sum(dim=-1)
-    return torch.where(total.squeeze(-1) > 0, torch.exp(entropy), torch.zeros_like(entropy))
 
 
 class _CellProjection(nn.Sequential):
@@ -76,14 +36,16 @@ class SwappedPrototypeHead(nn.Module):
 
     At every cell where both modalities carry data, the LiDAR feature (C_P) and the camera
     feature (C_I) are projected to d_K-dim unit vectors P and I. Their similarities to the N_K
-    unit prototypes K are S_P = P K^T and S_I = I K^T (N, N_K). With p_X = softmax(S_X / tau):
+    unit prototypes K are S_P = P K^T and S_I = I K^T (N, N_K). With p_X = softmax(S_X / tau),
+    tau the assignment temperature:
 
     - EM entropy: L_EM = mean_cells( H(p_P) + H(p_I) ), H(p) = -sum_k p_k log p_k.
-    - Swapped prediction: Q_P, Q_I = Sinkhorn(S_P), Sinkhorn(S_I) (detached) and
+    - Swapped prediction: Q_P, Q_I = Sinkhorn(S_P), Sinkhorn(S_I) (detached; Sinkhorn
+      temperature epsilon) and
       L_SwAV = mean_cells( -sum_k Q_I log p_P - sum_k Q_P log p_I ).
 
-    The Gram term on K (`gram_regularizer`) is not part of `forward`: `GramRegularizerHook` adds
-    its gradient, and `PrototypeEMHook` keeps K on the unit sphere and tracks usage.
+    The Gram term on K (`gram.py`) is not part of `forward`: `GramRegularizerHook` adds its
+    gradient, and `PrototypeEMHook` keeps K on the unit sphere and tracks usage.
 
     In training mode the head remembers the last forward's hard assignments
     (`last_assignments`, detached) and writes recent embeddings into a ring buffer
@@ -99,9 +61,9 @@ class SwappedPrototypeHead(nn.Module):
         num_prototypes: int = 512,
         embed_dim: int = 128,
         hidden_dim: int = 256,
-        temperature: float = 1.0,
+        assignment_temperature: float = 0.1,
         sinkhorn_iters: int = 3,
-        sinkhorn_epsilon: float = 0.05,
+        sinkhorn_temperature: float = 0.05,
         swav_weight: float = 1.0,
         em_weight: float = 0.1,
         loss_weight: float = 1.0,
@@ -115,8 +77,11 @@ class SwappedPrototypeHead(nn.Module):
             num_prototypes: N_K.
             embed_dim: d_K, embedding and prototype dimension.
             hidden_dim: hidden width of the two projection MLPs.
-            temperature: tau of the assignment softmax.
-            sinkhorn_iters, sinkhorn_epsilon: see `sinkhorn_knopp`.
+            assignment_temperature: tau of the assignment softmax p = softmax(S / tau), used by
+                the EM entropy and as the prediction in the swapped loss.
+            sinkhorn_iters: Sinkhorn-Knopp iterations of the swapped codes.
+            sinkhorn_temperature: epsilon of the codes, exp(S / epsilon) before the
+                equipartition (`sinkhorn_knopp`); smaller gives sharper codes.
             swav_weight, em_weight: w_SwAV and w_EM.
             loss_weight: w_proto, multiplies both returned losses.
             max_paired_cells: at most this many paired cells per forward (drawn at random with
@@ -127,13 +92,15 @@ class SwappedPrototypeHead(nn.Module):
         super().__init__()
         if num_prototypes < 2:
             raise ValueError(f"num_prototypes must be >= 2, got {num_prototypes}")
-        if temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
+        for name, value in (("ASSIGNMENT_TEMPERATURE", assignment_temperature),
+                            ("SINKHORN_TEMPERATURE", sinkhorn_temperature)):
+            if value <= 0:
+                raise ValueError(f"MODEL.PROTOTYPE_HEAD.{name} must be positive, got {value}")
         self.num_prototypes = num_prototypes
         self.embed_dim = embed_dim
-        self.temperature = temperature
+        self.assignment_temperature = assignment_temperature
         self.sinkhorn_iters = sinkhorn_iters
-        self.sinkhorn_epsilon = sinkhorn_epsilon
+        self.sinkhorn_temperature = sinkhorn_temperature
         self.swav_weight = swav_weight
         self.em_weight = em_weight
         self.loss_weight = loss_weight
@@ -157,9 +124,9 @@ class SwappedPrototypeHead(nn.Module):
             "num_prototypes": head_cfg.NUM_PROTOTYPES,
             "embed_dim": head_cfg.EMBED_DIM,
             "hidden_dim": head_cfg.PROJ_HIDDEN_DIM,
-            "temperature": head_cfg.TEMPERATURE,
+            "assignment_temperature": head_cfg.ASSIGNMENT_TEMPERATURE,
             "sinkhorn_iters": head_cfg.SINKHORN_ITERS,
-            "sinkhorn_epsilon": head_cfg.SINKHORN_EPSILON,
+            "sinkhorn_temperature": head_cfg.SINKHORN_TEMPERATURE,
             "swav_weight": head_cfg.SWAV_WEIGHT,
             "em_weight": head_cfg.EM_WEIGHT,
             "loss_weight": head_cfg.LOSS_WEIGHT,
@@ -227,9 +194,9 @@ class SwappedPrototypeHead(nn.Module):
             similarity = torch.stack(
                 [lidar_embeddings @ prototypes.t(), camera_embeddings @ prototypes.t()]
             )  # (2, N, N_K): LiDAR, camera
-            log_probability = F.log_softmax(similarity / self.temperature, dim=-1)
+            log_probability = F.log_softmax(similarity / self.assignment_temperature, dim=-1)
             # Every rank runs Sinkhorn, also with N = 0, so the collective calls line up.
-            codes = sinkhorn_knopp(similarity, self.sinkhorn_iters, self.sinkhorn_epsilon)
+            codes = sinkhorn_knopp(similarity, self.sinkhorn_iters, self.sinkhorn_temperature)
 
             normaliser = float(max(num_cells, 1))
             entropy_sum = -(log_probability.exp() * log_probability).sum()
