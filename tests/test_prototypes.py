@@ -364,3 +364,33 @@ def test_losses_stay_float32_under_autocast():
         assert mixed[key].item() == pytest.approx(reference[key].item(), rel=0.05)
     mixed["loss_swav"].backward()
     assert head.prototypes.grad.dtype == torch.float32
+
+
+def test_sinkhorn_queue_gives_few_cells_sharp_swap_targets():
+    # Two cells, both modalities on prototype 0, and 8 prototypes: equipartition over the two
+    # cells alone spreads their codes over every prototype, so the swap loss rewards flat
+    # assignments; with earlier embeddings (one near each prototype) in the equipartition the
+    # codes of the two cells point at prototype 0, and the loss of the sharp assignment is low.
+    losses = {}
+    for queue_size in (0, 32):
+        torch.manual_seed(0)
+        head = _tiny_head(sinkhorn_queue_size=queue_size, assignment_temperature=0.1)
+        prototypes = head.prototypes.detach()
+        head.recent_embeddings.copy_(prototypes.repeat(4, 1))
+        head.recent_embeddings_written.fill_(32)
+        cells = prototypes[:1].repeat(2, 1)
+        _fixed_embeddings(head, cells, cells)
+        losses[queue_size] = head(*_volumes())["loss_swav"].item()
+    uniform = 2 * math.log(8)
+    assert losses[0] > 0.5 * uniform
+    assert losses[32] < 0.25 * losses[0]
+
+
+def test_sinkhorn_queue_is_left_out_in_evaluation():
+    head = _tiny_head(sinkhorn_queue_size=32).eval()
+    head.recent_embeddings.copy_(F.normalize(torch.randn(32, 6), dim=1))
+    head.recent_embeddings_written.fill_(32)
+    similarity = torch.randn(2, 3, 8)
+    assert head._with_queue(similarity, head.prototypes) is similarity
+    head.train()
+    assert head._with_queue(similarity, head.prototypes).shape == (2, 3 + 32, 8)

@@ -64,6 +64,7 @@ class SwappedPrototypeHead(nn.Module):
         assignment_temperature: float = 0.1,
         sinkhorn_iters: int = 3,
         sinkhorn_temperature: float = 0.05,
+        sinkhorn_queue_size: int = 0,
         swav_weight: float = 1.0,
         em_weight: float = 0.1,
         loss_weight: float = 1.0,
@@ -82,6 +83,12 @@ class SwappedPrototypeHead(nn.Module):
             sinkhorn_iters: Sinkhorn-Knopp iterations of the swapped codes.
             sinkhorn_temperature: epsilon of the codes, exp(S / epsilon) before the
                 equipartition (`sinkhorn_knopp`); smaller gives sharper codes.
+            sinkhorn_queue_size: in training, up to this many recent embeddings of earlier steps
+                (the `recent_embeddings` ring buffer, both modalities) join the current cells in
+                the Sinkhorn equipartition, as in SwAV's queue; their codes are dropped. With
+                far fewer paired cells than prototypes (heavy masking), equipartition over the
+                cells alone gives near-uniform codes, which the swap loss then teaches the
+                embeddings to match. 0 uses the current cells alone.
             swav_weight, em_weight: w_SwAV and w_EM.
             loss_weight: w_proto, multiplies both returned losses.
             max_paired_cells: at most this many paired cells per forward (drawn at random with
@@ -101,6 +108,7 @@ class SwappedPrototypeHead(nn.Module):
         self.assignment_temperature = assignment_temperature
         self.sinkhorn_iters = sinkhorn_iters
         self.sinkhorn_temperature = sinkhorn_temperature
+        self.sinkhorn_queue_size = sinkhorn_queue_size
         self.swav_weight = swav_weight
         self.em_weight = em_weight
         self.loss_weight = loss_weight
@@ -127,6 +135,7 @@ class SwappedPrototypeHead(nn.Module):
             "assignment_temperature": head_cfg.ASSIGNMENT_TEMPERATURE,
             "sinkhorn_iters": head_cfg.SINKHORN_ITERS,
             "sinkhorn_temperature": head_cfg.SINKHORN_TEMPERATURE,
+            "sinkhorn_queue_size": head_cfg.SINKHORN_QUEUE_SIZE,
             "swav_weight": head_cfg.SWAV_WEIGHT,
             "em_weight": head_cfg.EM_WEIGHT,
             "loss_weight": head_cfg.LOSS_WEIGHT,
@@ -196,7 +205,11 @@ class SwappedPrototypeHead(nn.Module):
             )  # (2, N, N_K): LiDAR, camera
             log_probability = F.log_softmax(similarity / self.assignment_temperature, dim=-1)
             # Every rank runs Sinkhorn, also with N = 0, so the collective calls line up.
-            codes = sinkhorn_knopp(similarity, self.sinkhorn_iters, self.sinkhorn_temperature)
+            codes = sinkhorn_knopp(
+                self._with_queue(similarity, prototypes),
+                self.sinkhorn_iters,
+                self.sinkhorn_temperature,
+            )[:, :num_cells]
 
             normaliser = float(max(num_cells, 1))
             entropy_sum = -(log_probability.exp() * log_probability).sum()
@@ -221,6 +234,19 @@ class SwappedPrototypeHead(nn.Module):
             "perplexity_camera": assignment_perplexity(assignment[1], self.num_prototypes),
             "agreement": agreement,
         }
+
+    @torch.no_grad()
+    def _with_queue(self, similarity: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
+        """(2, N, N_K) similarities of the current cells, followed (in training) by those of up to
+        `sinkhorn_queue_size` stored embeddings of earlier steps, for both modalities: (2, N + Q,
+        N_K). Only the first N rows' codes are used."""
+        if not self.training or self.sinkhorn_queue_size <= 0:
+            return similarity
+        queue = self.stored_embeddings()[: self.sinkhorn_queue_size].float()
+        if queue.shape[0] == 0:
+            return similarity
+        queue_similarity = queue @ prototypes.detach().t()  # (Q, N_K)
+        return torch.cat([similarity, queue_similarity.expand(2, -1, -1)], dim=1)
 
     @torch.no_grad()
     def _remember(self, assignment, lidar_embeddings, camera_embeddings) -> None:
