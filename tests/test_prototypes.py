@@ -376,8 +376,9 @@ def test_sinkhorn_queue_gives_few_cells_sharp_swap_targets():
         torch.manual_seed(0)
         head = _tiny_head(sinkhorn_queue_size=queue_size, assignment_temperature=0.1)
         prototypes = head.prototypes.detach()
-        head.recent_embeddings.copy_(prototypes.repeat(4, 1))
-        head.recent_embeddings_written.fill_(32)
+        if queue_size:
+            head.queue.copy_(prototypes.repeat(2, 4, 1))
+            head.queue_filled.fill_(queue_size)
         cells = prototypes[:1].repeat(2, 1)
         _fixed_embeddings(head, cells, cells)
         losses[queue_size] = head(*_volumes())["loss_swav"].item()
@@ -388,9 +389,40 @@ def test_sinkhorn_queue_gives_few_cells_sharp_swap_targets():
 
 def test_sinkhorn_queue_is_left_out_in_evaluation():
     head = _tiny_head(sinkhorn_queue_size=32).eval()
-    head.recent_embeddings.copy_(F.normalize(torch.randn(32, 6), dim=1))
-    head.recent_embeddings_written.fill_(32)
+    head.queue.copy_(F.normalize(torch.randn(2, 32, 6), dim=2))
+    head.queue_filled.fill_(32)
     similarity = torch.randn(2, 3, 8)
     assert head._with_queue(similarity, head.prototypes) is similarity
     head.train()
     assert head._with_queue(similarity, head.prototypes).shape == (2, 3 + 32, 8)
+
+
+def test_sinkhorn_queue_holds_each_modalitys_most_recent_embeddings_newest_first():
+    # Queue of 3, one paired cell per forward: after 4 forwards it holds the LiDAR embeddings of
+    # forwards 3, 2, 1 in its LiDAR row and the camera ones in its camera row.
+    head = _tiny_head(sinkhorn_queue_size=3)
+    paired = torch.zeros(2, 2, 3, 4, dtype=torch.bool)
+    paired[0, 0, 0, 0] = True
+    written = []
+    for seed in range(4):
+        lidar, camera, _ = _volumes(seed=seed)
+        head(lidar, camera, paired)
+        with torch.no_grad():
+            lidar_embedding, camera_embedding, _ = head.embed(lidar, camera, paired)
+        written.append((lidar_embedding[0], camera_embedding[0]))
+        assert int(head.queue_filled) == min(seed + 1, 3)
+    for modality in (0, 1):
+        expected = torch.stack([written[i][modality] for i in (3, 2, 1)])
+        assert torch.allclose(head.queue[modality], expected, atol=1e-6)
+    assert {"queue", "queue_filled"} <= set(head.state_dict())
+
+
+def test_embeddings_do_not_depend_on_the_scale_of_the_cell_features():
+    # The depth-distribution lift starts with camera features ~1/D of the image features; a
+    # 10x smaller camera volume must give the same camera embeddings.
+    torch.manual_seed(0)
+    head = _tiny_head()
+    lidar, camera, paired = _volumes()
+    _, camera_embeddings, _ = head.embed(lidar, camera, paired)
+    _, small_camera_embeddings, _ = head.embed(lidar, camera * 0.1, paired)
+    assert torch.allclose(small_camera_embeddings, camera_embeddings, atol=1e-2)

@@ -16,13 +16,18 @@ from .sinkhorn import sinkhorn_knopp
 
 
 class _CellProjection(nn.Sequential):
-    """Per-cell MLP, (N, C_in) -> (N, d_K): Linear, LayerNorm, ReLU, Linear.
+    """Per-cell MLP, (N, C_in) -> (N, d_K): LayerNorm, Linear, LayerNorm, ReLU, Linear.
 
-    LayerNorm (not BatchNorm) so that any number of cells, zero included, can be projected.
+    The first LayerNorm makes the embedding independent of the scale of the cell features: the
+    depth-distribution lift gives each cell about 1 / D of an image feature at initialisation
+    (D depth bins), so without it the first Linear's bias outweighs the camera features and every
+    camera cell starts with nearly the same embedding (docs/prototypes.md). LayerNorm (not
+    BatchNorm) so that any number of cells, zero included, can be projected.
     """
 
     def __init__(self, in_channels: int, hidden_dim: int, embed_dim: int):
         super().__init__(
+            nn.LayerNorm(in_channels),
             nn.Linear(in_channels, hidden_dim),
             nn.LayerNorm(hidden_dim),
             nn.ReLU(inplace=True),
@@ -83,12 +88,12 @@ class SwappedPrototypeHead(nn.Module):
             sinkhorn_iters: Sinkhorn-Knopp iterations of the swapped codes.
             sinkhorn_temperature: epsilon of the codes, exp(S / epsilon) before the
                 equipartition (`sinkhorn_knopp`); smaller gives sharper codes.
-            sinkhorn_queue_size: in training, up to this many recent embeddings of earlier steps
-                (the `recent_embeddings` ring buffer, both modalities) join the current cells in
-                the Sinkhorn equipartition, as in SwAV's queue; their codes are dropped. With
-                far fewer paired cells than prototypes (heavy masking), equipartition over the
-                cells alone gives near-uniform codes, which the swap loss then teaches the
-                embeddings to match. 0 uses the current cells alone.
+            sinkhorn_queue_size: Q; in training, the Q most recent embeddings of earlier steps
+                of the same modality (a first-in first-out queue per modality, `queue`) join
+                the current cells in that modality's Sinkhorn equipartition, as in SwAV's queue;
+                their codes are dropped. With far fewer paired cells than prototypes (heavy
+                masking), equipartition over the cells alone gives near-uniform codes, which the
+                swap loss then teaches the embeddings to match. 0 uses the current cells alone.
             swav_weight, em_weight: w_SwAV and w_EM.
             loss_weight: w_proto, multiplies both returned losses.
             max_paired_cells: at most this many paired cells per forward (drawn at random with
@@ -121,6 +126,10 @@ class SwappedPrototypeHead(nn.Module):
         self.register_buffer("recent_embeddings", torch.zeros(embedding_buffer_size, embed_dim))
         # Rows written into `recent_embeddings` since construction (ring position = count % size).
         self.register_buffer("recent_embeddings_written", torch.zeros((), dtype=torch.long))
+        # Sinkhorn queue: (2, Q, d_K) LiDAR and camera unit embeddings of earlier steps, most
+        # recent first, and how many rows of it are filled.
+        self.register_buffer("queue", torch.zeros(2, sinkhorn_queue_size, embed_dim))
+        self.register_buffer("queue_filled", torch.zeros((), dtype=torch.long))
         self.last_assignments: Optional[Dict[str, torch.Tensor]] = None
 
     @classmethod
@@ -222,6 +231,7 @@ class SwappedPrototypeHead(nn.Module):
             assignment = similarity.argmax(dim=-1)  # (2, N)
             if self.training:
                 self._remember(assignment, lidar_embeddings, camera_embeddings)
+                self._enqueue(torch.stack([lidar_embeddings, camera_embeddings]).detach())
             agreement = (assignment[0] == assignment[1]).float().sum() / normaliser
         return {
             "loss_swav": self.loss_weight * self.swav_weight * loss_swav,
@@ -237,16 +247,25 @@ class SwappedPrototypeHead(nn.Module):
 
     @torch.no_grad()
     def _with_queue(self, similarity: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
-        """(2, N, N_K) similarities of the current cells, followed (in training) by those of up to
-        `sinkhorn_queue_size` stored embeddings of earlier steps, for both modalities: (2, N + Q,
-        N_K). Only the first N rows' codes are used."""
-        if not self.training or self.sinkhorn_queue_size <= 0:
+        """(2, N, N_K) similarities of the current cells, followed in training by those of the
+        filled rows of each modality's queue: (2, N + Q', N_K). Only the first N rows' codes are
+        used."""
+        filled = int(self.queue_filled)
+        if not self.training or filled == 0:
             return similarity
-        queue = self.stored_embeddings()[: self.sinkhorn_queue_size].float()
-        if queue.shape[0] == 0:
-            return similarity
-        queue_similarity = queue @ prototypes.detach().t()  # (Q, N_K)
-        return torch.cat([similarity, queue_similarity.expand(2, -1, -1)], dim=1)
+        queue_similarity = self.queue[:, :filled].float() @ prototypes.detach().t()
+        return torch.cat([similarity, queue_similarity], dim=1)
+
+    @torch.no_grad()
+    def _enqueue(self, embeddings: torch.Tensor) -> None:
+        """Push (2, N, d_K) embeddings to the front of the queue; the oldest rows fall out."""
+        size = self.queue.shape[1]
+        if size == 0 or embeddings.shape[1] == 0:
+            return
+        newest_first = embeddings.flip(1)[:, :size].to(self.queue.dtype)
+        kept = size - newest_first.shape[1]
+        self.queue.copy_(torch.cat([newest_first, self.queue[:, :kept]], dim=1))
+        self.queue_filled.fill_(min(int(self.queue_filled) + newest_first.shape[1], size))
 
     @torch.no_grad()
     def _remember(self, assignment, lidar_embeddings, camera_embeddings) -> None:
