@@ -221,11 +221,11 @@ _C.MODEL.PROTOTYPE_HEAD.SINKHORN_ITERS = 3
 # Temperature (entropic regularisation epsilon) of the Sinkhorn codes, exp(S / epsilon) before
 # the equipartition, dimensionless (not in the paper; SwAV's 0.05).
 _C.MODEL.PROTOTYPE_HEAD.SINKHORN_TEMPERATURE = 0.05
-# Recent embeddings of earlier steps (from the EMBEDDING_BUFFER_SIZE ring buffer, both
-# modalities) that join the current paired cells in the Sinkhorn equipartition, as SwAV's queue
-# does for small batches; 0 = the current cells alone (the paper). Measured on the CPU demo, where
-# masking 0.9 on both modalities leaves ~10 paired cells per frame for 512 prototypes: neither
-# setting keeps the prototype branch healthy there (docs/prototypes.md, "Few paired cells").
+# Per modality, the most recent embeddings of earlier steps (a first-in first-out queue of this
+# many rows) that join the current paired cells in that modality's Sinkhorn equipartition, as
+# SwAV's queue does for small batches; 0 = the current cells alone (the paper). On the CPU demo
+# it raises the cross-modal agreement but neither setting rescues masking 0.9 / 0.9 there
+# (docs/prototypes.md, "Few paired cells").
 _C.MODEL.PROTOTYPE_HEAD.SINKHORN_QUEUE_SIZE = 0
 # Weight w_SwAV of the swapped-prediction loss (paper: 1.0); logged as loss_swav.
 _C.MODEL.PROTOTYPE_HEAD.SWAV_WEIGHT = 1.0
