@@ -185,6 +185,41 @@ def test_ground_truth_as_predictions_scores_full_ap(frame, tmp_path):
             assert errors["attr_err"] < 1e-3  # at rest: parked / standing, as annotated
 
 
+def test_max_range_leaves_farther_boxes_out_of_the_evaluation(frame, tmp_path):
+    # The ground truth submitted as predictions, evaluated with every class range capped at
+    # 15 m: the classes with a kept box nearer than that score AP 1, the others have no ground
+    # truth left and score 0.
+    keep = frame["num_points"] > 0
+    cap = 15.0
+    evaluator = NuScenesDetectionEvaluator(
+        dataroot=FRAME, version="v1.0-mini", eval_set="mini_train", output_dir=str(tmp_path),
+        max_range=cap,
+    )
+    evaluator.process(batch_of(frame), [{
+        "sample_token": frame["sample_token"],
+        "boxes": torch.from_numpy(frame["lidar_boxes"][keep]),
+        "scores": torch.linspace(1.0, 0.5, int(keep.sum())),
+        "labels": torch.from_numpy(frame["labels"][keep]),
+    }])
+    metrics = evaluator.evaluate()
+
+    class_range = config_factory("detection_cvpr_2019").class_range
+    ego_distance = np.array([np.linalg.norm(b.center[:2] - frame["ego_xy"])
+                             for b in frame["global_boxes"]])
+    near = {DETECTION_CLASSES[label] for label, distance, points in
+            zip(frame["labels"], ego_distance, frame["num_points"])
+            if points > 0 and distance < min(cap, class_range[DETECTION_CLASSES[label]])}
+    assert near and len(near) < 5  # the uncapped evaluation has 5 classes (test above)
+    for name in DETECTION_CLASSES:
+        assert metrics[f"AP/{name}"] == (pytest.approx(1.0, abs=0.01) if name in near else 0.0)
+
+
+def test_negative_max_range_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="EVAL_MAX_RANGE"):
+        NuScenesDetectionEvaluator(dataroot=FRAME, version="v1.0-mini", eval_set="mini_train",
+                                   output_dir=str(tmp_path), max_range=-1.0)
+
+
 def test_evaluation_fails_clearly_without_every_sample(tmp_path):
     evaluator = NuScenesDetectionEvaluator(
         dataroot=FRAME, version="v1.0-mini", eval_set="mini_train", output_dir=str(tmp_path))

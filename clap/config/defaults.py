@@ -453,6 +453,10 @@ _C.TEST = CN()
 _C.TEST.EVAL_PERIOD = 0
 # Samples per batch on each rank at test time.
 _C.TEST.BATCH_SIZE = 1
+# Meters; > 0 caps every class range of nuscenes-devkit's DetectionEval (boxes farther from the
+# ego than their class range, 30-50 m, are not evaluated) at this value, for a grid smaller than
+# those ranges. 0 keeps the devkit's ranges.
+_C.TEST.EVAL_MAX_RANGE = 0.0
 
 # ---------------------------------------------------------------------------------------------
 # CPU runtime (applied by default_setup when MODEL.DEVICE is "cpu"; clap.utils.cpu_runtime)

@@ -183,6 +183,7 @@ class NuScenesDetectionEvaluator(DatasetEvaluator):
         modalities: Sequence[str] = ("lidar", "camera"),
         class_names: Sequence[str] = DETECTION_CLASSES,
         eval_config: str = "detection_cvpr_2019",
+        max_range: float = 0.0,
     ):
         """
         Args:
@@ -193,6 +194,9 @@ class NuScenesDetectionEvaluator(DatasetEvaluator):
             modalities: inputs the model used ("lidar", "camera"), for the submission's meta.
             class_names: class name of each label index.
             eval_config: devkit detection config name.
+            max_range: meters; when > 0, every class range of the devkit config (the ego
+                distance up to which boxes, true and predicted, are evaluated: 30-50 m) is capped
+                at this value, for a detector whose grid covers less.
         """
         self.dataroot = dataroot
         self.version = version
@@ -201,6 +205,9 @@ class NuScenesDetectionEvaluator(DatasetEvaluator):
         self.modalities = tuple(modalities)
         self.class_names = tuple(class_names)
         self.eval_config = eval_config
+        if max_range < 0:
+            raise ValueError(f"TEST.EVAL_MAX_RANGE must be >= 0 meters, got {max_range}")
+        self.max_range = float(max_range)
         self._nusc = None
         self._config = None
         self._results: Dict[str, list] = {}
@@ -215,6 +222,7 @@ class NuScenesDetectionEvaluator(DatasetEvaluator):
             "eval_set": eval_set,
             "output_dir": output_dir or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name),
             "modalities": tuple(cfg.MODEL.MODALITIES),
+            "max_range": cfg.TEST.EVAL_MAX_RANGE,
         }
 
     def reset(self) -> None:
@@ -240,6 +248,11 @@ class NuScenesDetectionEvaluator(DatasetEvaluator):
             from nuscenes.eval.common.config import config_factory
 
             self._config = config_factory(self.eval_config)
+            if self.max_range > 0:
+                self._config.class_range = {
+                    name: min(limit, self.max_range)
+                    for name, limit in self._config.class_range.items()
+                }
         return self._config
 
     @property
