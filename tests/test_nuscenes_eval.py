@@ -132,12 +132,13 @@ def test_default_nms_radii_keep_every_true_box_of_the_real_frame(frame):
     assert len(kept) == len(labels)
 
 
-def test_ground_truth_as_predictions_scores_full_ap(frame, tmp_path):
-    # Submit the boxes the devkit keeps as ground truth (it drops those without points).
+def _evaluate_ground_truth(frame, output_dir, **evaluator_args):
+    """Metrics of the boxes the devkit keeps as ground truth (those with points), submitted as
+    predictions."""
     keep = frame["num_points"] > 0
     evaluator = NuScenesDetectionEvaluator(
-        dataroot=FRAME, version="v1.0-mini", eval_set="mini_train", output_dir=str(tmp_path),
-        modalities=("lidar",),
+        dataroot=FRAME, version="v1.0-mini", eval_set="mini_train", output_dir=str(output_dir),
+        **evaluator_args,
     )
     evaluator.reset()
     evaluator.process(batch_of(frame), [{
@@ -146,7 +147,13 @@ def test_ground_truth_as_predictions_scores_full_ap(frame, tmp_path):
         "scores": torch.linspace(1.0, 0.5, int(keep.sum())),
         "labels": torch.from_numpy(frame["labels"][keep]),
     }])
-    metrics = evaluator.evaluate()
+    return evaluator.evaluate()
+
+
+def test_ground_truth_as_predictions_scores_full_ap(frame, tmp_path):
+    # Submit the boxes the devkit keeps as ground truth (it drops those without points).
+    keep = frame["num_points"] > 0
+    metrics = _evaluate_ground_truth(frame, tmp_path, modalities=("lidar",))
 
     class_range = config_factory("detection_cvpr_2019").class_range
     ego_distance = np.array([np.linalg.norm(b.center[:2] - frame["ego_xy"])
@@ -189,19 +196,8 @@ def test_max_range_leaves_farther_boxes_out_of_the_evaluation(frame, tmp_path):
     # The ground truth submitted as predictions, evaluated with every class range capped at
     # 15 m: the classes with a kept box nearer than that score AP 1, the others have no ground
     # truth left and score 0.
-    keep = frame["num_points"] > 0
     cap = 15.0
-    evaluator = NuScenesDetectionEvaluator(
-        dataroot=FRAME, version="v1.0-mini", eval_set="mini_train", output_dir=str(tmp_path),
-        max_range=cap,
-    )
-    evaluator.process(batch_of(frame), [{
-        "sample_token": frame["sample_token"],
-        "boxes": torch.from_numpy(frame["lidar_boxes"][keep]),
-        "scores": torch.linspace(1.0, 0.5, int(keep.sum())),
-        "labels": torch.from_numpy(frame["labels"][keep]),
-    }])
-    metrics = evaluator.evaluate()
+    metrics = _evaluate_ground_truth(frame, tmp_path, max_range=cap)
 
     class_range = config_factory("detection_cvpr_2019").class_range
     ego_distance = np.array([np.linalg.norm(b.center[:2] - frame["ego_xy"])
