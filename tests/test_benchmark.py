@@ -9,7 +9,9 @@ from torch import nn
 from clap.benchmark import (
     CLAP_COMPONENTS,
     ComponentProfiler,
+    benchmark_ray_samplers,
     benchmark_training,
+    format_ray_samplers_table,
     format_training_table,
 )
 from clap.config import get_cfg
@@ -105,3 +107,24 @@ def test_baseline_and_uniform_runs_alternate_in_one_process(tmp_path):
         "components"]["forward"]["ray_sampling"]
     table = format_training_table(result)
     assert "baseline uniform" in table and "baseline / main iteration" in table
+
+
+def test_ray_samplers_render_the_same_budget_side_by_side(tmp_path):
+    cfg = get_cfg()
+    cfg.merge_from_file(str(TINY))
+    cfg.merge_from_list(
+        ["DATASETS.ROOT", str(FRAME_ROOT), "DATASETS.CACHE_DIR", str(tmp_path / "cache")]
+    )
+    result = benchmark_ray_samplers(cfg, ["Curvature", "DepthAware"], num_iterations=1)
+    sampler = cfg.MODEL.RAY_SAMPLER
+    assert [row["sampler"] for row in result["rows"]] == ["Curvature", "DepthAware"]
+    for row in result["rows"]:
+        assert row["lidar_rays"] == sampler.NUM_LIDAR_RAYS
+        assert row["pixels"] == 6 * sampler.NUM_PIXELS_PER_CAMERA
+        assert row["step_seconds"] == row["sample_seconds"] + row["render_seconds"]
+        assert row["render_seconds"] > 0 and row["step_peak_memory_mb"] >= 0
+    curvature, depth_aware = result["rows"]
+    # Differentiating the field at the candidates is what curvature sampling adds.
+    assert curvature["sample_cpu_seconds"] > depth_aware["sample_cpu_seconds"]
+    assert result["num_candidates"] > 0
+    assert "Curvature / DepthAware" in format_ray_samplers_table(result)

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""Time a training step by component, the render head against the number of rays, or the
-trilinear sampler against grid_sample.
+"""Time a training step by component, the render head against the number of rays, ray samplers
+side by side at one budget, or the trilinear sampler against grid_sample.
 
     python tools/benchmark.py --config-file configs/synthetic/clap_cpu.yaml --iters 5 \
         --warmup 2 --json out.json DATASETS.ROOT tests/data/nuscenes_frame
@@ -11,6 +11,8 @@ trilinear sampler against grid_sample.
     python tools/benchmark.py --config-file configs/nuscenes/clap.yaml --ray-scaling \
         MODEL.DEVICE cpu DATASETS.ROOT tests/data/nuscenes_frame DATASETS.VERSION v1.0-mini \
         DATASETS.TRAIN "('nuscenes_v1.0-mini_mini_train',)"
+    python tools/benchmark.py --config-file configs/nuscenes/clap.yaml \
+        --samplers Curvature,DepthAware MODEL.DEVICE cpu DATASETS.ROOT ...
 
 Prints a table (medians in milliseconds) and writes the full result as JSON with --json. See
 docs/performance.md for what each number means.
@@ -29,9 +31,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import clap.modeling  # noqa: E402,F401  (registers every model component)
 from clap.benchmark import (  # noqa: E402
+    benchmark_ray_samplers,
     benchmark_ray_scaling,
     benchmark_training,
     benchmark_trilinear,
+    format_ray_samplers_table,
     format_ray_scaling_table,
     format_training_table,
     format_trilinear_table,
@@ -99,6 +103,12 @@ def parse_args(argv=None):
         help="--ray-scaling without the row rendering every candidate point",
     )
     parser.add_argument(
+        "--samplers",
+        default="",
+        help="comma-separated RAY_SAMPLER names: time choosing and rendering the config's ray "
+        "budget with each instead (e.g. Curvature,DepthAware)",
+    )
+    parser.add_argument(
         "--trilinear",
         action="store_true",
         help="time the trilinear sampler against grid_sample on the config's render volume "
@@ -143,6 +153,11 @@ def main(argv=None) -> dict:
             device=cfg.MODEL.DEVICE,
         )
         print(format_trilinear_table(result))
+    elif args.samplers:
+        result = benchmark_ray_samplers(
+            cfg, [name for name in args.samplers.split(",") if name], num_iterations=args.iters
+        )
+        print(format_ray_samplers_table(result))
     elif args.ray_scaling:
         result = benchmark_ray_scaling(
             cfg,

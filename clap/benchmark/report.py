@@ -2,7 +2,12 @@
 
 from typing import Dict
 
-__all__ = ["format_training_table", "format_ray_scaling_table", "format_trilinear_table"]
+__all__ = [
+    "format_training_table",
+    "format_ray_scaling_table",
+    "format_ray_samplers_table",
+    "format_trilinear_table",
+]
 
 
 def _ms(seconds: float) -> str:
@@ -155,4 +160,30 @@ def format_ray_scaling_table(result: Dict[str, object]) -> str:
             f"every point vs {result['budget']} sampled rays: {ratio['time']:.2f}x time "
             f"({ratio['cpu_time']:.2f}x CPU), {ratio['memory']:.2f}x peak memory"
         )
+    return "\n".join(lines)
+
+
+def format_ray_samplers_table(result: Dict[str, object]) -> str:
+    """A text table of `benchmark_ray_samplers`'s result."""
+    max_points = result["curvature_max_points"] or "every"
+    lines = [
+        f"ray samplers at one budget, field volume {tuple(result['volume_shape'])} (C, Z, Y, X), "
+        f"device {result['device']}, {result['threads']} torch threads, "
+        f"{result['num_candidates']} candidate LiDAR points, curvature at {max_points} of them",
+        f"{'sampler':<18}{'LiDAR rays':>11}{'pixels':>8}{'sample ms':>11}{'render ms':>11}"
+        f"{'step ms':>10}{'step CPU ms':>13}{'sample MB':>11}{'step MB':>9}",
+    ]
+    for row in result["rows"]:
+        lines.append(
+            f"{row['sampler']:<18}{row['lidar_rays']:>11d}{row['pixels']:>8d}"
+            f"{_ms(row['sample_seconds']):>11}{_ms(row['render_seconds']):>11}"
+            f"{_ms(row['step_seconds']):>10}{_ms(row['step_cpu_seconds']):>13}"
+            f"{row['sample_peak_memory_mb']:>11.0f}{row['step_peak_memory_mb']:>9.0f}"
+        )
+    first = result["rows"][0]
+    for row in result["rows"][1:]:
+        ratio = first["step_seconds"] / row["step_seconds"]
+        extra = first["sample_seconds"] - row["sample_seconds"]
+        lines.append(f"{first['sampler']} / {row['sampler']}: {ratio:.2f}x step time, "
+                     f"{extra:+.3f} s sampling")
     return "\n".join(lines)
