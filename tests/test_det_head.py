@@ -243,3 +243,30 @@ def test_backbone_and_head_build_from_config_on_the_volume_grid():
     cfg.MODEL.BEV_BACKBONE.UPSAMPLE_STRIDES = [1, 1]
     with pytest.raises(ValueError, match="same stride"):
         build_bev_backbone(cfg, ShapeSpec(channels=12, height=32, width=32))
+    cfg.MODEL.BEV_BACKBONE.UPSAMPLE_STRIDES = [3, 6]
+    with pytest.raises(ValueError, match="neither an integer nor the inverse"):
+        build_bev_backbone(cfg, ShapeSpec(channels=12, height=32, width=32))
+
+
+def test_a_bev_output_finer_than_the_volume_puts_the_head_on_finer_cells():
+    cfg = get_cfg()
+    cfg.INPUT.POINT_CLOUD_RANGE = [-8.0, -8.0, -2.0, 8.0, 8.0, 2.0]
+    cfg.INPUT.VOXEL_SIZE = [0.5, 0.5, 0.5]
+    cfg.MODEL.VOLUME_STRIDE = [4, 4, 2]  # volume (Z, Y, X) = (4, 8, 8), 2 m cells
+    cfg.MODEL.BEV_BACKBONE.LAYER_NUMS = [1, 1]
+    cfg.MODEL.BEV_BACKBONE.LAYER_STRIDES = [1, 2]
+    cfg.MODEL.BEV_BACKBONE.NUM_FILTERS = [8, 16]
+    cfg.MODEL.BEV_BACKBONE.UPSAMPLE_STRIDES = [2, 4]  # output stride 1/2: 1 m cells
+    cfg.MODEL.BEV_BACKBONE.NUM_UPSAMPLE_FILTERS = [8, 8]
+    cfg.MODEL.DET_HEAD.SHARED_CHANNELS = 8
+    cfg.MODEL.DET_HEAD.HEAD_CHANNELS = 8
+    backbone = build_bev_backbone(cfg, ShapeSpec(channels=12, height=8, width=8))
+    assert backbone.output_shape() == ShapeSpec(channels=16, height=16, width=16, stride=None)
+    features = backbone(torch.randn(1, 12, 8, 8))
+    assert features.shape == (1, 16, 16, 16)
+    head = build_det_head(cfg, backbone.output_shape())
+    assert head.cell_size == (1.0, 1.0)
+    # A box centre at (2.3, -0.6) m falls in cell (x, y) = (10, 7) of the 1 m grid.
+    boxes = torch.tensor([[2.3, -0.6, 0.0, 4.0, 1.8, 1.5, 0.0, 0.0, 0.0]])
+    targets = head.get_targets([boxes], [torch.tensor([0])])
+    assert targets.cell_index.tolist() == [7 * 16 + 10]

@@ -1,7 +1,6 @@
 """Ray samplers side by side at one ray budget, with the render head they feed
 (`benchmark_ray_samplers`)."""
 
-import logging
 import time
 from typing import Dict, Sequence
 
@@ -12,7 +11,6 @@ from .timing import median, synchronize, to_device
 
 __all__ = ["benchmark_ray_samplers"]
 
-logger = logging.getLogger(__name__)
 
 
 def benchmark_ray_samplers(
@@ -29,8 +27,8 @@ def benchmark_ray_samplers(
     first sample of DATASETS.TRAIN, so the samplers differ only in which rays they pick and what
     picking costs: a curvature sampler differentiates the field twice at its candidate points
     (MODEL.RAY_SAMPLER.CURVATURE_MAX_POINTS of them, 0 = every candidate), the depth-aware one
-    projects the points. Curvature samplers sample by curvature (no warm-up). Every sampler is
-    timed first; then, on CPU, freed blocks of 128 KiB or more are handed back to the system
+    projects the points. Curvature samplers sample by curvature (no warm-up). The samplers'
+    steps interleave (one round of every sampler per iteration, the first round untimed); then, on CPU, freed blocks of 128 KiB or more are handed back to the system
     (so that the resident size measures what tensors hold) and one more step of each measures
     the memory.
 
@@ -95,32 +93,35 @@ def benchmark_ray_samplers(
         if hasattr(samplers[name], "use_uniform"):
             samplers[name].use_uniform = False
 
+    times = {name: {key: [] for key in ("sample", "render", "sample_cpu", "render_cpu")}
+             for name in samplers}
+    last = {}
+    for _ in range(num_iterations + 1):  # the first round is the warm-up
+        for name, sampler in samplers.items():  # interleaved: load changes hit every sampler
+            sampled, sample_seconds, sample_cpu_seconds = timed(sample, sampler)
+            _, render_seconds, render_cpu_seconds = timed(render, sampled)
+            if name in last:
+                times[name]["sample"].append(sample_seconds)
+                times[name]["sample_cpu"].append(sample_cpu_seconds)
+                times[name]["render"].append(render_seconds)
+                times[name]["render_cpu"].append(render_cpu_seconds)
+            last[name] = sampled
     rows = []
-    for name, sampler in samplers.items():
-        torch.manual_seed(0)
-        render(sample(sampler))  # warm-up
-        times = {key: [] for key in ("sample", "render", "sample_cpu", "render_cpu")}
-        for _ in range(num_iterations):
-            sampled, seconds, cpu_seconds = timed(sample, sampler)
-            times["sample"].append(seconds)
-            times["sample_cpu"].append(cpu_seconds)
-            _, seconds, cpu_seconds = timed(render, sampled)
-            times["render"].append(seconds)
-            times["render_cpu"].append(cpu_seconds)
-        lidar_index, pixel_uv = sampled["lidar_ray_index"], sampled["pixel_uv"]
+    for name in samplers:
+        lidar_index, pixel_uv = last[name]["lidar_ray_index"], last[name]["pixel_uv"]
         row = {
             "sampler": name,
             "lidar_rays": 0 if lidar_index is None else int(lidar_index.numel()),
             "pixels": 0 if pixel_uv is None else int(pixel_uv.shape[:3].numel()),
-            "sample_seconds": median(times["sample"]),
-            "render_seconds": median(times["render"]),
-            "sample_cpu_seconds": median(times["sample_cpu"]),
-            "render_cpu_seconds": median(times["render_cpu"]),
+            "sample_seconds": median(times[name]["sample"]),
+            "render_seconds": median(times[name]["render"]),
+            "sample_cpu_seconds": median(times[name]["sample_cpu"]),
+            "render_cpu_seconds": median(times[name]["render_cpu"]),
         }
         row["step_seconds"] = row["sample_seconds"] + row["render_seconds"]
         row["step_cpu_seconds"] = row["sample_cpu_seconds"] + row["render_cpu_seconds"]
         rows.append(row)
-        logger.info(f"ray samplers: {name}, {row['step_seconds']:.3f} s")
+    del last
     # Memory after every timing: handing freed blocks back makes later steps pay page faults.
     if device.type == "cpu":
         return_large_blocks_on_free()

@@ -1,5 +1,6 @@
 """SECOND-style BEV backbone: strided conv stages, up-sampled to one resolution and concatenated."""
 
+from fractions import Fraction
 from typing import Sequence, Tuple
 
 import torch
@@ -25,8 +26,10 @@ class SecondFPN(nn.Module):
 
     Stage i down-samples by `layer_strides[i]` (cumulative stride S_i = product of the strides up
     to i) and its output is up-sampled by `upsample_strides[i]` with a transposed conv; every
-    S_i / upsample_strides[i] must be the same integer s, the output stride. The up-sampled maps
-    are concatenated: (B, sum(num_upsample_filters), Y / s, X / s).
+    ratio s = S_i / upsample_strides[i] must be the same, the output stride: an integer, or the
+    inverse of one for an output finer than the input (e.g. strides [1, 2] up-sampled by [2, 4]:
+    s = 1/2, twice the input's cells per axis). The up-sampled maps are concatenated:
+    (B, sum(num_upsample_filters), Y / s, X / s).
     """
 
     @configurable
@@ -63,17 +66,19 @@ class SecondFPN(nn.Module):
         cumulative, output_strides = 1, set()
         for stride, upsample in zip(layer_strides, upsample_strides):
             cumulative *= stride
-            if cumulative % upsample:
-                raise ValueError(f"MODEL.BEV_BACKBONE: stage stride {cumulative} is not a "
-                                 f"multiple of its UPSAMPLE_STRIDES entry {upsample}")
-            output_strides.add(cumulative // upsample)
+            output_stride = Fraction(cumulative, upsample)
+            if output_stride.numerator != 1 and output_stride.denominator != 1:
+                raise ValueError(f"MODEL.BEV_BACKBONE: stage stride {cumulative} over its "
+                                 f"UPSAMPLE_STRIDES entry {upsample} is neither an integer nor "
+                                 "the inverse of one")
+            output_strides.add(output_stride)
         if len(output_strides) != 1:
             raise ValueError("MODEL.BEV_BACKBONE: every stage must end at the same stride after "
-                             f"up-sampling, got {sorted(output_strides)}")
+                             f"up-sampling, got {sorted(str(s) for s in output_strides)}")
         if input_size[0] % cumulative or input_size[1] % cumulative:
             raise ValueError(f"BEV map {tuple(input_size)} is not divisible by the deepest stage "
                              f"stride {cumulative} (MODEL.BEV_BACKBONE.LAYER_STRIDES)")
-        self.output_stride = output_strides.pop()
+        self.output_stride = output_strides.pop()  # Fraction
         self.input_size = tuple(input_size)
         self.out_channels = int(sum(num_upsample_filters))
         self.cpu_autocast_dtype = parse_cpu_autocast_dtype(cpu_autocast_dtype)
@@ -110,7 +115,7 @@ class SecondFPN(nn.Module):
         }
 
     def forward(self, bev: torch.Tensor) -> torch.Tensor:
-        """(B, C, Y, X) -> (B, out_channels, Y / s, X / s)."""
+        """(B, C, Y, X) -> (B, out_channels, Y / s, X / s), s the output stride."""
         outputs = []
         with cpu_autocast(self.cpu_autocast_dtype, bev) as region:
             features = bev
@@ -123,6 +128,6 @@ class SecondFPN(nn.Module):
         return output if region is None else to_float32(output)
 
     def output_shape(self) -> ShapeSpec:
-        height, width = (n // self.output_stride for n in self.input_size)
-        return ShapeSpec(channels=self.out_channels, height=height, width=width,
-                         stride=self.output_stride)
+        height, width = (int(n / self.output_stride) for n in self.input_size)
+        stride = int(self.output_stride) if self.output_stride.denominator == 1 else None
+        return ShapeSpec(channels=self.out_channels, height=height, width=width, stride=stride)

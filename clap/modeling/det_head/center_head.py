@@ -21,6 +21,11 @@ _REGRESSION_BRANCHES = (("offset", 2), ("z", 1), ("log_size", 3), ("yaw", 2), ("
 _HEATMAP_PRIOR = 0.1
 
 
+def _integer_ratio(a: int, b: int) -> bool:
+    """Whether a / b or b / a is an integer (a, b > 0)."""
+    return a % b == 0 or b % a == 0
+
+
 def _branch(in_channels: int, hidden_channels: int, out_channels: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(in_channels, hidden_channels, 3, padding=1, bias=False),
@@ -130,10 +135,11 @@ class CenterHead(nn.Module):
         _, volume_y, volume_x = grid.volume_shape
         if input_shape.height is None or input_shape.width is None:
             raise ValueError("CenterHead needs the BEV map's height and width in input_shape")
-        if volume_y % input_shape.height or volume_x % input_shape.width:
+        if not all(_integer_ratio(volume, bev) for volume, bev in
+                   ((volume_y, input_shape.height), (volume_x, input_shape.width))):
             raise ValueError(
                 f"BEV map ({input_shape.height}, {input_shape.width}) is not the dense volume's "
-                f"(Y, X) = ({volume_y}, {volume_x}) divided by an integer stride; check "
+                f"(Y, X) = ({volume_y}, {volume_x}) divided or multiplied by an integer; check "
                 "MODEL.BEV_BACKBONE"
             )
         head = cfg.MODEL.DET_HEAD
