@@ -28,9 +28,9 @@ def benchmark_ray_samplers(
     picking costs: a curvature sampler differentiates the field twice at its candidate points
     (MODEL.RAY_SAMPLER.CURVATURE_MAX_POINTS of them, 0 = every candidate), the depth-aware one
     projects the points. Curvature samplers sample by curvature (no warm-up). The samplers'
-    steps interleave (one round of every sampler per iteration, the first round untimed); then, on CPU, freed blocks of 128 KiB or more are handed back to the system
-    (so that the resident size measures what tensors hold) and one more step of each measures
-    the memory.
+    steps interleave (one round of every sampler per iteration, the first round untimed); then,
+    on CPU, freed blocks of 128 KiB or more are handed back to the system (so that the resident
+    size measures what tensors hold) and one more step of each measures the memory.
 
     Args:
         sampler_names: names in RAY_SAMPLER_REGISTRY, each run with the config's other
