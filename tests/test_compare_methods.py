@@ -229,6 +229,31 @@ def test_probe_cells_share_a_feature_cache_per_method_and_skip_single_modal_meth
     assert "| From scratch (frozen random backbones) | 13.00 +- 2.83 |" in table
 
 
+def test_jobs_run_the_same_stages_with_every_pretraining_first(tmp_path):
+    methods, protocols = ("scratch", "unipad_merge", "clap"), ("finetune", "probe")
+    serial, parallel = FakeRunner(), FakeRunner()
+    one = run(tmp_path / "one", serial, methods=methods, protocols=protocols)
+    two = run(tmp_path / "two", parallel, methods=methods, protocols=protocols,
+              extra=("--jobs", "2"))
+
+    def stages(runner, root):
+        return sorted(os.path.relpath(option(c, "OUTPUT_DIR"), root)
+                      for c in runner.commands if "OUTPUT_DIR" in c)
+
+    assert stages(parallel, tmp_path / "two") == stages(serial, tmp_path / "one")
+    assert [(c["method"], c["protocol"], c["seed"], c["mAP"]) for c in two["cells"]] == \
+        [(c["method"], c["protocol"], c["seed"], c["mAP"]) for c in one["cells"]]
+    detectors = [i for i, c in enumerate(parallel.commands) if "SEED" in c]
+    pretrainings = [i for i, c in enumerate(parallel.commands)
+                    if "SEED" not in c and "OUTPUT_DIR" in c]
+    assert max(pretrainings) < min(detectors)
+    clap_probes = [option(c, "OUTPUT_DIR") for c in parallel.commands
+                   if "PROBE.CACHE_DIR" in c and option(c, "PROBE.CACHE_DIR").endswith("clap")]
+    assert [p.split(os.sep)[-1] for p in clap_probes] == ["seed_0", "seed_1"]
+    assert compare_methods.estimate_seconds(compare_methods.get_preset("cpu"), jobs=2)[
+        "total"] < compare_methods.estimate_seconds(compare_methods.get_preset("cpu"))["total"]
+
+
 def test_cpu_preset_generates_its_world_once_and_trains_on_label_fractions(tmp_path):
     preset = compare_methods.get_preset("cpu")
     assert len(preset.fractions) >= 2 and len(preset.seeds) >= 3

@@ -342,8 +342,10 @@ def methods_of(preset: Preset, methods: Sequence[str], protocol: str) -> List[st
     return [m for m in methods if m in judged]
 
 
-def estimate_seconds(preset: Preset, methods: Sequence[str] = METHODS) -> Dict[str, float]:
-    """Wall seconds of each part of a whole run from `preset.step_seconds` (see Preset)."""
+def estimate_seconds(preset: Preset, methods: Sequence[str] = METHODS,
+                     jobs: int = 1) -> Dict[str, float]:
+    """Wall seconds of each part of a whole run from `preset.step_seconds` (see Preset), the
+    stages after the data divided among `jobs` at once (as if they shared nothing)."""
     seconds = preset.step_seconds
     train_frames, test_frames = preset.world_frames
     labelled = preset.labelled_fraction * train_frames
@@ -374,6 +376,9 @@ def estimate_seconds(preset: Preset, methods: Sequence[str] = METHODS) -> Dict[s
         estimate["probe"] = runs * len(probed) * (
             preset.probe_iters * seconds.get("probe", 0.0) + start
             + test_frames * seconds.get("probe_eval_frame", 0.0))
+    for part in estimate:
+        if part != "data":
+            estimate[part] /= jobs
     estimate["total"] = sum(estimate.values())
     return estimate
 
@@ -613,32 +618,76 @@ class Comparison:
             json.dump(result, f, indent=2)
         return result
 
-    def run(self, progress: bool = True) -> dict:
+    def _pretrain_all(self, cells: Sequence[Cell], jobs: int) -> None:
+        """Every pre-training `cells` need, `jobs` at a time (merges after their sources); a
+        failure is logged and left to the cells that need it."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        methods = list(dict.fromkeys(c.method for c in cells))
+        sources = list(dict.fromkeys(s for m in methods for s in _pretrainings_of(m)))
+
+        def pretrain(method: str) -> None:
+            try:
+                self.pretrain(method)
+            except RuntimeError as error:
+                logger.error("Pre-training %s failed: %s", method, error)
+
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            list(pool.map(pretrain, sources))
+        for method in methods:
+            if method in MERGE_SOURCES:
+                pretrain(method)
+
+    def run(self, progress: bool = True, jobs: int = 1) -> dict:
         """The data, every cell (pre-training on first need), then the table, the JSON and the
         plot; returns the JSON dict.
+
+        With `jobs` > 1 the pre-trainings run first, `jobs` at a time, then the cells, `jobs`
+        at a time: the probe cells of one method one after another (the first fills the
+        method's feature cache), every other cell on its own. Each stage is one process, so
+        `jobs` should not exceed the cores (or GPUs) divided by a stage's threads.
 
         A cell whose stage fails (RuntimeError) is logged and listed under "failures"; the
         others still run, and running again retries it.
         """
+        from concurrent.futures import ThreadPoolExecutor
+
         from tqdm import tqdm
         from tqdm.contrib.logging import logging_redirect_tqdm
 
+        if jobs < 1:
+            raise ValueError(f"jobs must be at least 1, got {jobs}")
         self.prepare_data()
         cells = self.cells()
         finished = sum(os.path.isfile(os.path.join(self.cell_dir(c), "result.json"))
                        for c in cells)
-        results, failures = [], []
+        if jobs > 1:
+            self._pretrain_all(cells, jobs)
+        groups: Dict[tuple, List[Cell]] = {}
+        for index, cell in enumerate(cells):
+            key = ("probe", cell.method) if cell.protocol == "probe" else ("cell", index)
+            groups.setdefault(key, []).append(cell)
+        outcomes: Dict[Cell, dict] = {}
         with logging_redirect_tqdm(), tqdm(total=len(cells), initial=finished, unit="cell",
                                            desc="cells", disable=not progress) as bar:
-            for cell in cells:
-                pending = not os.path.isfile(os.path.join(self.cell_dir(cell), "result.json"))
-                try:
-                    results.append(self.run_cell(cell))
-                except RuntimeError as error:  # a failed stage; the other cells still run
-                    logger.error("%s failed: %s", cell.describe(), error)
-                    failures.append({**cell.__dict__, "error": str(error)})
-                if pending:
-                    bar.update(1)
+
+            def run_group(group: List[Cell]) -> None:
+                for cell in group:
+                    pending = not os.path.isfile(os.path.join(self.cell_dir(cell),
+                                                              "result.json"))
+                    try:
+                        outcomes[cell] = {"result": self.run_cell(cell)}
+                    except RuntimeError as error:  # a failed stage; the other cells still run
+                        logger.error("%s failed: %s", cell.describe(), error)
+                        outcomes[cell] = {"failure": {**cell.__dict__, "error": str(error)}}
+                    if pending:
+                        bar.update(1)
+
+            with ThreadPoolExecutor(max_workers=jobs) as pool:
+                for future in [pool.submit(run_group, group) for group in groups.values()]:
+                    future.result()
+        results = [outcomes[c]["result"] for c in cells if "result" in outcomes[c]]
+        failures = [outcomes[c]["failure"] for c in cells if "failure" in outcomes[c]]
         report = summarize(results, self.methods, self.preset.protocols, self.preset.fractions)
         report["failures"] = failures
         report["signal"] = {
@@ -875,6 +924,9 @@ def parse_args(argv=None):
     parser.add_argument("--finetune-iters", type=int, help="fine-tuning iterations (preset's)")
     parser.add_argument("--probe-iters", type=int, help="probe iterations (preset's)")
     parser.add_argument("--num-gpus", type=int, default=1, help="--num-gpus of every stage")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="stages run at once (pre-trainings, then cells; the probe cells of "
+                        "a method one after another); at most cores / threads per stage")
     parser.add_argument("--dataroot",
                         help="DATASETS.ROOT of every stage (preset's; no world is generated)")
     parser.add_argument("--estimate", action="store_true",
@@ -895,7 +947,7 @@ def main(argv=None, runner: Callable[[Sequence[str], str], None] = run_subproces
     if args.dataroot:
         preset.world = None
         preset.common_overrides += ["DATASETS.ROOT", os.path.abspath(args.dataroot)]
-    estimate = estimate_seconds(preset, args.methods)
+    estimate = estimate_seconds(preset, args.methods, args.jobs)
     logger.info("Preset %s: %d method(s), protocols %s, %d fraction(s) x %d seed(s); "
                 "%s pre-training, %d fine-tuning and %d probe iterations; estimate %.1f h (%s)",
                 args.preset, len(args.methods), "/".join(preset.protocols),
@@ -905,7 +957,8 @@ def main(argv=None, runner: Callable[[Sequence[str], str], None] = run_subproces
     if args.estimate:
         return {"estimate": estimate}
     start = time.perf_counter()
-    report = Comparison(preset, args.output, args.methods, args.num_gpus, runner).run(progress)
+    report = Comparison(preset, args.output, args.methods, args.num_gpus, runner).run(
+        progress, args.jobs)
     logger.info("Done in %.1f min:\n%s", (time.perf_counter() - start) / 60,
                 format_report(report))
     return report
