@@ -259,8 +259,8 @@ def test_cpu_preset_generates_its_world_once_and_trains_on_label_fractions(tmp_p
     assert len(preset.fractions) >= 2 and len(preset.seeds) >= 3
     assert set(preset.protocols) == {"finetune", "probe"}
     assert preset.world["--scenes"] >= 40
-    estimate = compare_methods.estimate_seconds(preset)
-    assert estimate["total"] <= 3 * 3600
+    estimate = compare_methods.estimate_seconds(preset, jobs=preset.jobs)
+    assert estimate["total"] <= 3 * 3600 and preset.jobs == 2
 
     runner = FakeRunner(CPU_TEST)
     argv = ["--preset", "cpu", "--output", str(tmp_path), "--methods", "scratch", "clap",
@@ -276,7 +276,7 @@ def test_cpu_preset_generates_its_world_once_and_trains_on_label_fractions(tmp_p
     assert all(option(c, "DATASETS.TRAIN") == "['nuscenes_v1.0-trainval_train']"
                for c in trainings)
     detectors = [c for c in trainings if "SEED" in c]
-    assert sorted({option(c, "DATASETS.TRAIN_FRACTION") for c in detectors}) == ["0.025", "0.25"]
+    assert sorted({option(c, "DATASETS.TRAIN_FRACTION") for c in detectors}) == ["0.1", "1"]
     assert {option(c, "DATASETS.TEST") for c in detectors} == {f"['{CPU_TEST}']"}
 
     again = FakeRunner(CPU_TEST)

@@ -48,3 +48,12 @@ def test_clap_checkpoint_fills_every_detector_encoder_key(detector, pretrain_con
     for key, value in clap.state_dict().items():
         if key in expected:
             assert torch.equal(detector_state[key], value), key
+
+
+def test_comparison_detector_predicts_on_1m_cells_with_the_same_encoders(detector):
+    fine = build("configs/synthetic/detection_cpu_1m.yaml")
+    assert fine.det_head.cell_size == (1.0, 1.0)
+    assert detector.det_head.cell_size == (2.0, 2.0)
+    fine_state, state = fine.state_dict(), detector.state_dict()
+    assert encoder_keys(fine) == encoder_keys(detector)
+    assert all(fine_state[k].shape == state[k].shape for k in encoder_keys(detector))

@@ -125,6 +125,7 @@ class Preset:
             "probe_eval_frame"; missing entries count 0.
         world_frames: (pre-training frames, test frames) of the data, for the estimate.
         expected_hours: rough wall time of the whole table, for the log.
+        jobs: stages run at once unless `--jobs` says otherwise (`Comparison.run`).
     """
 
     pretrain_configs: Dict[str, tuple]
@@ -148,6 +149,7 @@ class Preset:
     step_seconds: Dict[str, float] = field(default_factory=dict)
     world_frames: tuple = (0, 0)
     expected_hours: str = ""
+    jobs: int = 1
 
 
 # SimIPU's own CPU config has a coarser grid; these make its LiDAR and image encoders the
@@ -216,7 +218,7 @@ _CPU_STEP_SECONDS = {
     "finetune": 1.2,  # the fused detector at batch 1
     "eval_frame": 0.4,
     "encode_frame": 0.35,  # backbones of one frame, mapping and storing included
-    "probe": 0.14,  # lift, fusion, BEV backbone and head at batch 2 on cached features
+    "probe": 0.33,  # lift, fusion, BEV backbone and 1 m head at batch 2 on cached features
     "probe_eval_frame": 0.05,
 }
 
@@ -248,22 +250,23 @@ def get_preset(name: str) -> Preset:
     if name == "cpu":
         return Preset(
             pretrain_configs=_without_sampler_warmup(_pretrain_configs("synthetic")),
-            detection_config="configs/synthetic/detection_cpu.yaml",
+            # 1 m head cells and the evaluation inside the grid (docs/comparison.md, "Signal")
+            detection_config="configs/synthetic/detection_cpu_1m.yaml",
             pretrain_iters=200,
             finetune_iters=60,
             fractions=[0.1, 1.0],
             seeds=[0, 1, 2],
             test_dataset="nuscenes_v1.0-trainval_val",
             train_dataset="nuscenes_v1.0-trainval_train",
-            labelled_fraction=0.25,
+            labelled_fraction=1.0,
             protocols=["finetune", "probe"],
-            probe_iters=600,
+            probe_iters=800,
             # The probe ranks every method that pre-trains both backbones; fine-tuning, 6x
             # dearer per iteration, runs the main rows (the single-modal pre-trainings enter
             # through both UniPAD rows).
             finetune_methods=("scratch", "unipad_merge", "unipad", "simipu", "clap"),
-            # 50 scenes: 40 for (pre-)training (240 frames, 60 of them labelled), 10 for
-            # validation (60 frames)
+            # 50 scenes: 40 for (pre-)training (240 frames; the fractions label 24 and 240 of
+            # them), 10 for validation (60 frames)
             world={"--scenes": 50, "--samples-per-scene": 6, "--image-scale": 0.25,
                    "--sweeps": 1, "--seed": 0, "--version": "v1.0-trainval", "--workers": 2},
             world_frames=(240, 60),
@@ -274,7 +277,9 @@ def get_preset(name: str) -> Preset:
             probe_overrides=["SOLVER.IMS_PER_BATCH", "2", "SOLVER.WARMUP_ITERS", "20",
                              "DATALOADER.NUM_WORKERS", "0"],
             step_seconds=_CPU_STEP_SECONDS,
-            expected_hours="about 2.6 h on 2 idle CPU cores (--estimate)",
+            # one single-threaded stage per core
+            jobs=2,
+            expected_hours="about 2.3 h on 2 idle CPU cores (--estimate)",
         )
     if name == "paper":
         return Preset(
@@ -924,9 +929,10 @@ def parse_args(argv=None):
     parser.add_argument("--finetune-iters", type=int, help="fine-tuning iterations (preset's)")
     parser.add_argument("--probe-iters", type=int, help="probe iterations (preset's)")
     parser.add_argument("--num-gpus", type=int, default=1, help="--num-gpus of every stage")
-    parser.add_argument("--jobs", type=int, default=1,
+    parser.add_argument("--jobs", type=int,
                         help="stages run at once (pre-trainings, then cells; the probe cells of "
-                        "a method one after another); at most cores / threads per stage")
+                        "a method one after another); at most cores / threads per stage "
+                        "(preset's)")
     parser.add_argument("--dataroot",
                         help="DATASETS.ROOT of every stage (preset's; no world is generated)")
     parser.add_argument("--estimate", action="store_true",
@@ -941,13 +947,13 @@ def main(argv=None, runner: Callable[[Sequence[str], str], None] = run_subproces
                         datefmt="%m/%d %H:%M:%S")
     preset = get_preset(args.preset)
     for name in ("seeds", "fractions", "protocols", "pretrain_iters", "finetune_iters",
-                 "probe_iters"):
+                 "probe_iters", "jobs"):
         if getattr(args, name):
             setattr(preset, name, getattr(args, name))
     if args.dataroot:
         preset.world = None
         preset.common_overrides += ["DATASETS.ROOT", os.path.abspath(args.dataroot)]
-    estimate = estimate_seconds(preset, args.methods, args.jobs)
+    estimate = estimate_seconds(preset, args.methods, preset.jobs)
     logger.info("Preset %s: %d method(s), protocols %s, %d fraction(s) x %d seed(s); "
                 "%s pre-training, %d fine-tuning and %d probe iterations; estimate %.1f h (%s)",
                 args.preset, len(args.methods), "/".join(preset.protocols),
@@ -958,7 +964,7 @@ def main(argv=None, runner: Callable[[Sequence[str], str], None] = run_subproces
         return {"estimate": estimate}
     start = time.perf_counter()
     report = Comparison(preset, args.output, args.methods, args.num_gpus, runner).run(
-        progress, args.jobs)
+        progress, preset.jobs)
     logger.info("Done in %.1f min:\n%s", (time.perf_counter() - start) / 60,
                 format_report(report))
     return report
