@@ -296,7 +296,8 @@ _C.MODEL.BEV_BACKBONE.LAYER_NUMS = [5, 5]
 _C.MODEL.BEV_BACKBONE.LAYER_STRIDES = [1, 2]
 # Channels of each stage.
 _C.MODEL.BEV_BACKBONE.NUM_FILTERS = [128, 256]
-# Up-sampling of each stage's output; all stages must end at the same stride.
+# Up-sampling of each stage's output; all stages must end at the same stride (an integer, or 1/k
+# for a map k times finer than the input).
 _C.MODEL.BEV_BACKBONE.UPSAMPLE_STRIDES = [1, 2]
 # Channels of each up-sampled map (the output has their sum).
 _C.MODEL.BEV_BACKBONE.NUM_UPSAMPLE_FILTERS = [256, 256]
