@@ -197,7 +197,7 @@ def test_unipad_recipe_fine_tunes_both_single_modal_detectors_then_the_merged_fu
         assert option(command, "OUTPUT_DIR") == os.path.join(cell, f"{modality}_detector")
         # the same labels, seed and iterations as the cell
         assert option(command, "SOLVER.MAX_ITER") == option(fusion, "SOLVER.MAX_ITER") == "100"
-        assert option(command, "DATASETS.TRAIN_FRACTION") == "1"
+        assert option(command, "DATASETS.TRAIN_FRACTION") == "1.0"
         assert option(command, "SEED") == "0"
     assert "--with-lidar-head" in merge
     assert option(merge, "--lidar") == os.path.join(cell, "lidar_detector", "model_final.pth")
@@ -276,7 +276,7 @@ def test_cpu_preset_generates_its_world_once_and_trains_on_label_fractions(tmp_p
     assert all(option(c, "DATASETS.TRAIN") == "['nuscenes_v1.0-trainval_train']"
                for c in trainings)
     detectors = [c for c in trainings if "SEED" in c]
-    assert sorted({option(c, "DATASETS.TRAIN_FRACTION") for c in detectors}) == ["0.1", "1"]
+    assert sorted({option(c, "DATASETS.TRAIN_FRACTION") for c in detectors}) == ["0.1", "1.0"]
     assert {option(c, "DATASETS.TEST") for c in detectors} == {f"['{CPU_TEST}']"}
 
     again = FakeRunner(CPU_TEST)

@@ -545,7 +545,9 @@ class Comparison:
 
     def _labels(self, cell: Cell) -> List[str]:
         """The labelled data and seed of a detector training of `cell`."""
-        return ["DATASETS.TRAIN_FRACTION", f"{self.preset.labelled_fraction * cell.fraction:g}",
+        # repr keeps a float a float ("1.0"; "1" would not merge into the float key)
+        fraction = float(self.preset.labelled_fraction * cell.fraction)
+        return ["DATASETS.TRAIN_FRACTION", repr(fraction),
                 "DATASETS.TRAIN_FRACTION_SEED", "0", "SEED", str(cell.seed)]
 
     def unipad_initialisation(self, cell: Cell) -> str:
