@@ -275,6 +275,8 @@ def test_cpu_preset_generates_its_world_once_and_trains_on_label_fractions(tmp_p
                for c in trainings)
     assert all(option(c, "DATASETS.TRAIN") == "['nuscenes_v1.0-trainval_train']"
                for c in trainings)
+    # two stages at once on 2 cores: one torch thread each
+    assert all(option(c, "CPU.NUM_THREADS") == "1" for c in trainings)
     detectors = [c for c in trainings if "SEED" in c]
     assert sorted({option(c, "DATASETS.TRAIN_FRACTION") for c in detectors}) == ["0.1", "1.0"]
     assert {option(c, "DATASETS.TEST") for c in detectors} == {f"['{CPU_TEST}']"}

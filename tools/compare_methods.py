@@ -270,8 +270,10 @@ def get_preset(name: str) -> Preset:
             world={"--scenes": 50, "--samples-per-scene": 6, "--image-scale": 0.25,
                    "--sweeps": 1, "--seed": 0, "--version": "v1.0-trainval", "--workers": 2},
             world_frames=(240, 60),
+            # one torch thread per stage: two stages of two threads each on 2 cores ran 4x slower
             common_overrides=["DATASETS.VERSION", "v1.0-trainval", "VIS_PERIOD", "0",
-                              "SOLVER.CHECKPOINT_PERIOD", "100", "DATALOADER.NUM_WORKERS", "1"],
+                              "SOLVER.CHECKPOINT_PERIOD", "100", "DATALOADER.NUM_WORKERS", "1",
+                              "CPU.NUM_THREADS", "1"],
             pretrain_overrides=["SOLVER.IMS_PER_BATCH", "1", "SOLVER.WARMUP_ITERS", "20"],
             finetune_overrides=["SOLVER.IMS_PER_BATCH", "1", "SOLVER.WARMUP_ITERS", "10"],
             probe_overrides=["SOLVER.IMS_PER_BATCH", "2", "SOLVER.WARMUP_ITERS", "20",
