@@ -21,7 +21,8 @@ FAKE_MAP = {("scratch", 0): 0.10, ("scratch", 1): 0.14, ("scratch", 2): 0.12,
             ("clap", 0): 0.20, ("clap", 1): 0.30, ("clap", 2): 0.22,
             ("unipad_merge", 0): 0.15, ("unipad_merge", 1): 0.15, ("unipad_merge", 2): 0.13,
             ("unipad", 0): 0.16, ("unipad", 1): 0.18, ("unipad", 2): 0.17,
-            ("simipu", 0): 0.11, ("simipu", 1): 0.13, ("simipu", 2): 0.13}
+            ("simipu", 0): 0.11, ("simipu", 1): 0.13, ("simipu", 2): 0.13,
+            ("clap_nk128", 0): 0.19, ("clap_temperature1", 0): 0.09}
 PROBE_SHIFT = 0.01
 
 
@@ -383,3 +384,19 @@ def test_significance_follows_the_interval():
         paired_difference({0: 1.0}, {1: 1.0})
     with pytest.raises(ValueError, match="confidence"):
         paired_difference({0: 1.0}, {0: 1.0}, confidence=1.5)
+
+
+def test_clap_variants_are_rows_only_when_named_and_pretrain_their_ablation_config(tmp_path):
+    assert not set(compare_methods.CLAP_VARIANTS) & set(compare_methods.METHODS)
+    runner = FakeRunner()
+    report = run(tmp_path, runner, methods=("scratch", "clap_nk128", "clap_temperature1"),
+                 protocols=("probe",), seeds=("0",), extra=("--probe-iters", "4"))
+    pretrainings = [c for c in runner.commands if "SEED" not in c and "OUTPUT_DIR" in c]
+    assert [os.path.relpath(option(c, "--config-file"), compare_methods.ROOT)
+            for c in pretrainings] == ["configs/synthetic/ablations/clap_nk128.yaml",
+                                       "configs/synthetic/ablations/clap_temperature1.yaml"]
+    # full CLAP's curvature sampling from the first iteration, as the `clap` row
+    assert all(option(c, "MODEL.RAY_SAMPLER.WARMUP_EPOCHS") == "0" for c in pretrainings)
+    assert [e["method"] for e in report["summary"]] == ["scratch", "clap_nk128",
+                                                        "clap_temperature1"]
+    assert "CLAP, N_K = 128 prototypes" in (tmp_path / "comparison.md").read_text()

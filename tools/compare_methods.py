@@ -56,6 +56,10 @@ METHODS = (
     "clap_curvature",
     "clap",
 )
+# Variants of full CLAP (configs/<scale>/ablations): rows of the table only when named in
+# --methods.
+CLAP_VARIANTS = ("clap_nk128", "clap_nk1024", "clap_gram_literal", "clap_temperature1")
+ALL_METHODS = METHODS + CLAP_VARIANTS
 METHOD_TITLES = {
     "scratch": "From scratch",
     "lidar_only": "LiDAR-only rendering",
@@ -66,6 +70,10 @@ METHOD_TITLES = {
     "clap_uniform": "CLAP joint, uniform sampling, no prototypes",
     "clap_curvature": "CLAP joint, curvature sampling, no prototypes",
     "clap": "CLAP (curvature + prototypes)",
+    "clap_nk128": "CLAP, N_K = 128 prototypes",
+    "clap_nk1024": "CLAP, N_K = 1024 prototypes",
+    "clap_gram_literal": "CLAP, the paper's literal Gram term (mean off-diagonal)",
+    "clap_temperature1": "CLAP, the paper's assignment temperature 1.0",
 }
 PROTOCOLS = ("finetune", "probe")
 PROTOCOL_TITLES = {
@@ -76,7 +84,8 @@ PROTOCOL_TITLES = {
 # The probe judges methods whose pre-training trains both frozen backbones. A single-modal
 # pre-training would be judged on a frozen random backbone of the other modality, and the
 # UniPAD recipe's encoders have been fine-tuned on labels before the probe.
-PROBE_METHODS = ("scratch", "unipad_merge", "simipu", "clap_uniform", "clap_curvature", "clap")
+PROBE_METHODS = ("scratch", "unipad_merge", "simipu", "clap_uniform", "clap_curvature",
+                 "clap") + CLAP_VARIANTS
 # Pre-trainings a merge is made of.
 MERGE_SOURCES = {"unipad_merge": ("lidar_only", "camera_only")}
 # The single-modal pre-trainings the UniPAD recipe fine-tunes, with the detector's modality.
@@ -140,7 +149,7 @@ class Preset:
     protocols: List[str] = field(default_factory=lambda: ["finetune"])
     probe_iters: int = 0
     probe_methods: Sequence[str] = PROBE_METHODS
-    finetune_methods: Sequence[str] = METHODS
+    finetune_methods: Sequence[str] = ALL_METHODS
     world: Optional[Dict[str, object]] = None
     common_overrides: List[str] = field(default_factory=list)
     pretrain_overrides: List[str] = field(default_factory=list)
@@ -188,6 +197,8 @@ def _pretrain_configs(scale: str) -> Dict[str, tuple]:
         "clap_uniform": (CLAP_TRAIN_NET, f"{ablations}/joint_uniform.yaml", []),
         "clap_curvature": (CLAP_TRAIN_NET, f"{ablations}/joint_curvature.yaml", []),
         "clap": (CLAP_TRAIN_NET, clap, []),
+        **{variant: (CLAP_TRAIN_NET, f"{ablations}/{variant}.yaml", [])
+           for variant in CLAP_VARIANTS},
     }
 
 
@@ -196,7 +207,7 @@ def _without_sampler_warmup(configs: Dict[str, tuple]) -> Dict[str, tuple]:
     the warm-up (clap_cpu.yaml: one epoch) would never sample by curvature, and clap_curvature
     would repeat clap_uniform."""
     configs = dict(configs)
-    for method in ("clap_curvature", "clap"):
+    for method in ("clap_curvature", "clap") + CLAP_VARIANTS:
         script, config_file, extra = configs[method]
         configs[method] = (script, config_file,
                            list(extra) + ["MODEL.RAY_SAMPLER.WARMUP_EPOCHS", "0"])
@@ -215,6 +226,7 @@ _CPU_STEP_SECONDS = {
     "pretrain/clap_uniform": 0.86,
     "pretrain/clap_curvature": 0.91,
     "pretrain/clap": 0.88,
+    **{f"pretrain/{variant}": 0.88 for variant in CLAP_VARIANTS},  # not measured: as clap
     "finetune": 1.2,  # the fused detector at batch 1
     "eval_frame": 0.4,
     "encode_frame": 0.35,  # backbones of one frame, mapping and storing included
@@ -407,7 +419,7 @@ class Comparison:
     Args:
         preset: what to run (see `Preset`).
         output_dir: root of every stage's OUTPUT_DIR.
-        methods: subset of METHODS, in table order.
+        methods: subset of ALL_METHODS, in table order.
         num_gpus: `--num-gpus` of every training stage.
         runner: `runner(command, log_path)` runs one stage (default `run_subprocess`); tests
             pass a fake.
@@ -415,9 +427,9 @@ class Comparison:
 
     def __init__(self, preset: Preset, output_dir: str, methods: Sequence[str] = METHODS,
                  num_gpus: int = 1, runner: Callable[[Sequence[str], str], None] = run_subprocess):
-        unknown = [m for m in methods if m not in METHODS]
+        unknown = [m for m in methods if m not in ALL_METHODS]
         if unknown:
-            raise KeyError(f"Unknown method(s) {unknown}: expected some of {list(METHODS)}")
+            raise KeyError(f"Unknown method(s) {unknown}: expected some of {list(ALL_METHODS)}")
         unknown = [p for p in preset.protocols if p not in PROTOCOLS]
         if unknown:
             raise KeyError(f"Unknown protocol(s) {unknown}: expected some of {list(PROTOCOLS)}")
@@ -923,7 +935,9 @@ def parse_args(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=("small", "cpu", "paper"), default="small")
     parser.add_argument("--output", required=True, help="root folder of every stage and result")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=ALL_METHODS,
+                        help="rows of the table, in table order (default: every method; the "
+                        f"variants {', '.join(CLAP_VARIANTS)} only when named)")
     parser.add_argument("--protocols", nargs="+", choices=PROTOCOLS,
                         help="protocols to run (preset's)")
     parser.add_argument("--seeds", nargs="+", type=int, help="detector training seeds (preset's)")
