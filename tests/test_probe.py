@@ -157,3 +157,47 @@ def test_probe_model_freezes_the_same_backbones_for_every_seed_and_loads_only_th
             assert not torch.all(value == 0.5), key
     assert cache_identity(probe_cfg(path))["pretrained"] == os.path.abspath(path)
     assert cache_identity(probe_cfg(path)) != cache_identity(probe_cfg())
+
+
+class _NormedBackbones(torch.nn.Module):
+    """Backbones with batch norms: `encode_backbones` normalises each frame's values."""
+
+    def __init__(self):
+        super().__init__()
+        self.lidar_backbone = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.BatchNorm1d(3))
+        self.image_backbone = torch.nn.BatchNorm2d(2)
+        self.det_head = torch.nn.BatchNorm1d(3)  # not a backbone: left alone
+
+    def encode_backbones(self, batch):
+        return {"lidar": self.lidar_backbone(batch["points"]),
+                "image": self.image_backbone(batch["images"])}
+
+
+def test_batch_norm_recalibration_averages_the_backbones_statistics_over_training_frames(
+        monkeypatch):
+    import probe.trainer as trainer
+
+    generator = torch.Generator().manual_seed(0)
+    frames = [{"points": torch.randn(50, 3, generator=generator) * (i + 1) + i,
+               "images": torch.randn(1, 2, 4, 4, generator=generator) + 3 * i} for i in range(4)]
+    monkeypatch.setattr(trainer, "get_dataset_dicts", lambda names, cfg: frames)
+    monkeypatch.setattr(trainer, "frame_mapper", lambda cfg, group: lambda d: d)
+    monkeypatch.setattr(trainer, "collate_batch", lambda samples: samples[0])
+    torch.manual_seed(0)
+    model = _NormedBackbones()
+    weights = {k: v.clone() for k, v in model.named_parameters()}
+    head_mean = model.det_head.running_mean.clone()
+
+    assert trainer.recalibrate_batch_norms(probe_cfg(), model, 3) == 2
+    with torch.no_grad():
+        linear = [model.lidar_backbone[0](f["points"]) for f in frames[:3]]
+    expected = torch.stack([x.mean(dim=0) for x in linear]).mean(dim=0)
+    assert torch.allclose(model.lidar_backbone[1].running_mean, expected, atol=1e-5)
+    expected = torch.stack([f["images"].mean(dim=(0, 2, 3)) for f in frames[:3]]).mean(dim=0)
+    assert torch.allclose(model.image_backbone.running_mean, expected, atol=1e-5)
+    assert torch.equal(model.det_head.running_mean, head_mean)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in weights.items())
+    assert model.image_backbone.momentum == 0.1 and not model.image_backbone.training
+    cfg = probe_cfg()
+    cfg.PROBE.BN_RECALIBRATION_FRAMES = 3
+    assert cache_identity(cfg) != cache_identity(probe_cfg())

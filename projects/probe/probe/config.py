@@ -21,3 +21,9 @@ def add_probe_config(cfg) -> None:
     # "frozen random encoders" baseline). SEED still draws the trained layers' initialisation
     # and the data order.
     cfg.PROBE.ENCODER_SEED = 0
+    # Training frames (the first of DATASETS.TRAIN, unaugmented) on which the frozen backbones'
+    # batch-norm statistics are re-estimated before their features are cached; 0 keeps the
+    # statistics of the checkpoint (or of the initialisation). A pre-training that masks its
+    # inputs collects its statistics on masked inputs, which the probe never shows the
+    # backbones (docs/comparison.md, "Batch-norm statistics").
+    cfg.PROBE.BN_RECALIBRATION_FRAMES = 0

@@ -23,7 +23,8 @@ from clap.modeling.meta_arch import BACKBONE_PREFIXES
 
 from .feature_cache import FeatureCache, collate_cached
 
-__all__ = ["ProbeTrainer", "build_probe_model", "cache_identity", "fill_cache", "open_cache"]
+__all__ = ["ProbeTrainer", "build_probe_model", "cache_identity", "fill_cache", "open_cache",
+           "recalibrate_batch_norms"]
 
 # Under "clap" so the handlers of clap's logger (console, log.txt) show it.
 logger = logging.getLogger("clap.probe")
@@ -66,6 +67,7 @@ def cache_identity(cfg) -> dict:
     return {"pretrained": os.path.abspath(cfg.MODEL.PRETRAINED_ENCODERS)
             if cfg.MODEL.PRETRAINED_ENCODERS else "",
             "encoder_seed": int(cfg.PROBE.ENCODER_SEED),
+            "bn_recalibration_frames": int(cfg.PROBE.BN_RECALIBRATION_FRAMES),
             "config_sha1": hashlib.sha1(relevant.encode()).hexdigest()}
 
 
@@ -89,19 +91,54 @@ def frame_mapper(cfg, group: str) -> NuScenesMapper:
     return NuScenesMapper(**arguments)
 
 
+@torch.no_grad()
+def recalibrate_batch_norms(cfg, model: torch.nn.Module, num_frames: int) -> int:
+    """Re-estimate the running statistics of every batch norm of the model's backbones
+    (`BACKBONE_PREFIXES`) as the plain average over the first `num_frames` frames of
+    DATASETS.TRAIN (one frame per forward, unaugmented); the backbones' weights do not change.
+    Returns the number of batch norms re-estimated."""
+    norms = [m for prefix in BACKBONE_PREFIXES
+             for m in getattr(model, prefix.rstrip("."), torch.nn.Identity()).modules()
+             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    frames = get_dataset_dicts(list(cfg.DATASETS.TRAIN), cfg)[:num_frames]
+    mapper = frame_mapper(cfg, TRAIN_GROUP)
+    momenta = [m.momentum for m in norms]
+    model.eval()
+    try:
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.momentum = None  # cumulative average over the frames
+            norm.train()
+        for dataset_dict in frames:
+            model.encode_backbones(collate_batch([mapper(dataset_dict)]))
+    finally:
+        for norm, momentum in zip(norms, momenta):
+            norm.momentum = momentum
+            norm.eval()
+    logger.info("Re-estimated %d batch norms of the backbones on %d training frames",
+                len(norms), len(frames))
+    return len(norms)
+
+
 def fill_cache(cfg, model: torch.nn.Module) -> int:
     """Cache the frozen backbones' features of every frame of DATASETS.TRAIN (with its
-    fraction) and DATASETS.TEST not cached yet; returns the number of frames encoded."""
+    fraction) and DATASETS.TEST not cached yet, after `recalibrate_batch_norms` with
+    PROBE.BN_RECALIBRATION_FRAMES > 0; returns the number of frames encoded."""
     cache = open_cache(cfg)
+    named = ((TRAIN_GROUP, cfg.DATASETS.TRAIN), (TEST_GROUP, cfg.DATASETS.TEST))
+    groups = {group: get_dataset_dicts(list(names), cfg) for group, names in named if names}
+    if not any(cache.missing(group, [d["sample_token"] for d in dicts])
+               for group, dicts in groups.items()):
+        return 0
     was_training = model.training
+    if cfg.PROBE.BN_RECALIBRATION_FRAMES > 0:
+        recalibrate_batch_norms(cfg, model, cfg.PROBE.BN_RECALIBRATION_FRAMES)
     model.eval()
     try:
         encoded = 0
-        for group, names in ((TRAIN_GROUP, cfg.DATASETS.TRAIN), (TEST_GROUP, cfg.DATASETS.TEST)):
-            if len(names) == 0:
-                continue
-            encoded += cache.fill(group, get_dataset_dicts(list(names), cfg),
-                                  frame_mapper(cfg, group), collate_batch, model.encode_backbones)
+        for group, dicts in groups.items():
+            encoded += cache.fill(group, dicts, frame_mapper(cfg, group), collate_batch,
+                                  model.encode_backbones)
     finally:
         model.train(was_training)
     return encoded
