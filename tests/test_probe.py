@@ -201,3 +201,7 @@ def test_batch_norm_recalibration_averages_the_backbones_statistics_over_trainin
     cfg = probe_cfg()
     cfg.PROBE.BN_RECALIBRATION_FRAMES = 3
     assert cache_identity(cfg) != cache_identity(probe_cfg())
+
+
+def test_cache_identity_without_recalibration_is_the_one_caches_were_made_with():
+    assert set(cache_identity(probe_cfg())) == {"pretrained", "encoder_seed", "config_sha1"}

@@ -64,11 +64,13 @@ def cache_identity(cfg) -> dict:
     relevant = "\n".join([cfg.INPUT.dump(), cfg.MODEL.LIDAR_BACKBONE.dump(),
                           cfg.MODEL.IMAGE_BACKBONE.dump(), str(list(cfg.MODEL.MODALITIES)),
                           str(list(cfg.MODEL.PIXEL_MEAN)), str(list(cfg.MODEL.PIXEL_STD))])
-    return {"pretrained": os.path.abspath(cfg.MODEL.PRETRAINED_ENCODERS)
-            if cfg.MODEL.PRETRAINED_ENCODERS else "",
-            "encoder_seed": int(cfg.PROBE.ENCODER_SEED),
-            "bn_recalibration_frames": int(cfg.PROBE.BN_RECALIBRATION_FRAMES),
-            "config_sha1": hashlib.sha1(relevant.encode()).hexdigest()}
+    identity = {"pretrained": os.path.abspath(cfg.MODEL.PRETRAINED_ENCODERS)
+                if cfg.MODEL.PRETRAINED_ENCODERS else "",
+                "encoder_seed": int(cfg.PROBE.ENCODER_SEED),
+                "config_sha1": hashlib.sha1(relevant.encode()).hexdigest()}
+    if cfg.PROBE.BN_RECALIBRATION_FRAMES > 0:  # absent when off: caches made before stay valid
+        identity["bn_recalibration_frames"] = int(cfg.PROBE.BN_RECALIBRATION_FRAMES)
+    return identity
 
 
 def open_cache(cfg) -> FeatureCache:
