@@ -400,3 +400,14 @@ def test_clap_variants_are_rows_only_when_named_and_pretrain_their_ablation_conf
     assert [e["method"] for e in report["summary"]] == ["scratch", "clap_nk128",
                                                         "clap_temperature1"]
     assert "CLAP, N_K = 128 prototypes" in (tmp_path / "comparison.md").read_text()
+
+
+def test_report_pairs_the_rows_the_claims_compare(tmp_path):
+    report = run(tmp_path, FakeRunner())  # scratch, unipad_merge, clap; seeds 0 and 1
+
+    contrasts = {(c["method"], c["baseline"], c["metric"]): c for c in report["contrasts"]}
+    assert set(contrasts) == {("clap", "unipad_merge", "mAP"), ("clap", "unipad_merge", "NDS")}
+    # per seed: 0.20 - 0.15 and 0.30 - 0.15
+    assert contrasts[("clap", "unipad_merge", "mAP")]["mean"] == pytest.approx(0.10)
+    assert contrasts[("clap", "unipad_merge", "mAP")]["num_pairs"] == 2
+    assert "| `clap` - `unipad_merge` | +10.00 [" in (tmp_path / "comparison.md").read_text()

@@ -738,17 +738,43 @@ def _scores(cells: Sequence[dict], method: str, protocol: str, fraction: float,
             and c["protocol"] == protocol and c["fraction"] == fraction}
 
 
+# Differences between rows that the paper's claims are about (docs/comparison.md): the steps of
+# CLAP's ablation and CLAP against UniPAD, each where both rows have seeds to pair.
+CONTRASTS = (("clap_curvature", "clap_uniform"), ("clap", "clap_curvature"),
+             ("clap", "unipad_merge"), ("clap", "unipad"))
+
+
+def _paired(cells: Sequence[dict], method: str, baseline: str, protocol: str,
+            fraction: float) -> List[dict]:
+    """Per metric, `method` - `baseline` paired by seed ({"method", "baseline", "protocol",
+    "fraction", "metric", "mean", "low", "high", "p_value", "num_pairs", "significant"}; 95% t
+    interval); empty when they share no seed."""
+    if not set(_scores(cells, method, protocol, fraction, "mAP")) & set(
+            _scores(cells, baseline, protocol, fraction, "mAP")):
+        return []
+    differences = []
+    for metric in METRICS:
+        difference = paired_difference(_scores(cells, method, protocol, fraction, metric),
+                                       _scores(cells, baseline, protocol, fraction, metric))
+        differences.append({"method": method, "baseline": baseline, "protocol": protocol,
+                            "fraction": fraction, "metric": metric, "mean": difference.mean,
+                            "low": difference.low, "high": difference.high,
+                            "p_value": difference.p_value, "num_pairs": difference.num_pairs,
+                            "significant": difference.significant})
+    return differences
+
+
 def summarize(cells: Sequence[dict], methods: Sequence[str], protocols: Sequence[str],
               fractions: Sequence[float]) -> dict:
-    """{"cells": [...], "summary": [...], "gains": [...]}.
+    """{"cells": [...], "summary": [...], "gains": [...], "contrasts": [...]}.
 
     "summary": per method, protocol and fraction with results, {"method", "protocol",
     "fraction", "num_seeds", "mAP_mean", "mAP_std", "NDS_mean", "NDS_std"} over the seeds.
     "gains": per method other than scratch, protocol, fraction and metric, the paired
-    difference to scratch over the seeds both have ({"method", "protocol", "fraction",
-    "metric", "mean", "low", "high", "p_value", "num_pairs", "significant"}; 95% t interval).
+    difference to scratch over the seeds both have (`_paired`'s entries). "contrasts": the same
+    for the pairs of CONTRASTS whose methods are both in `methods`.
     """
-    summary, gains = [], []
+    summary, gains, contrasts = [], [], []
     for protocol in protocols:
         for fraction in fractions:
             for method in methods:
@@ -761,20 +787,12 @@ def summarize(cells: Sequence[dict], methods: Sequence[str], protocols: Sequence
                     entry[f"{metric}_mean"], entry[f"{metric}_std"] = mean_std(
                         list(_scores(cells, method, protocol, fraction, metric).values()))
                 summary.append(entry)
-                baseline_seeds = _scores(cells, "scratch", protocol, fraction, "mAP")
-                if method == "scratch" or not set(baseline_seeds) & set(group):
-                    continue
-                for metric in METRICS:
-                    difference = paired_difference(
-                        _scores(cells, method, protocol, fraction, metric),
-                        _scores(cells, "scratch", protocol, fraction, metric))
-                    gains.append({"method": method, "protocol": protocol, "fraction": fraction,
-                                  "metric": metric, "mean": difference.mean,
-                                  "low": difference.low, "high": difference.high,
-                                  "p_value": difference.p_value,
-                                  "num_pairs": difference.num_pairs,
-                                  "significant": difference.significant})
-    return {"cells": list(cells), "summary": summary, "gains": gains}
+                if method != "scratch":
+                    gains += _paired(cells, method, "scratch", protocol, fraction)
+            for method, baseline in CONTRASTS:
+                if method in methods and baseline in methods:
+                    contrasts += _paired(cells, method, baseline, protocol, fraction)
+    return {"cells": list(cells), "summary": summary, "gains": gains, "contrasts": contrasts}
 
 
 def _title(method: str, protocol: str) -> str:
@@ -824,6 +842,9 @@ def format_report(report: dict) -> str:
                       f"{iterations} iterations.", ""]
         lines += _format_gains([g for g in report.get("gains", []) if g["protocol"] == protocol],
                                fractions)
+        lines += _format_contrasts([c for c in report.get("contrasts", [])
+                                    if c["protocol"] == protocol and c["num_pairs"] >= 2],
+                                   fractions)
         lines += [format_signal(signal_check(entries)), ""]
     return "\n".join(lines)
 
@@ -874,12 +895,7 @@ def _format_gains(gains: Sequence[dict], fractions: Sequence[float]) -> List[str
         for fraction in fractions:
             for metric in METRICS:
                 gain = by_key.get((method, fraction, metric))
-                if gain is None:
-                    row.append("-")
-                else:
-                    row.append(f"{100 * gain['mean']:+.2f} [{100 * gain['low']:+.2f}, "
-                               f"{100 * gain['high']:+.2f}]" + ("*" if gain["significant"]
-                                                                 else ""))
+                row.append("-" if gain is None else _interval(gain))
         lines.append("| " + " | ".join(row) + " |")
     significant = [f"{METHOD_TITLES.get(g['method'], g['method'])} ({g['metric']}, "
                    f"{format_fraction(g['fraction'])}: {100 * g['mean']:+.2f})"
@@ -890,6 +906,32 @@ def _format_gains(gains: Sequence[dict], fractions: Sequence[float]) -> List[str
               "Significant at 95%: " + ("; ".join(significant) if significant else "none") + ".",
               ""]
     return lines
+
+
+def _interval(difference: dict) -> str:
+    """'+1.23 [-0.50, +2.96]*' in points of % (* where the interval excludes 0)."""
+    return (f"{100 * difference['mean']:+.2f} [{100 * difference['low']:+.2f}, "
+            f"{100 * difference['high']:+.2f}]" + ("*" if difference["significant"] else ""))
+
+
+def _format_contrasts(contrasts: Sequence[dict], fractions: Sequence[float]) -> List[str]:
+    """The table of CONTRASTS of one protocol (nothing without one)."""
+    if not contrasts:
+        return []
+    by_key = {(c["method"], c["baseline"], c["fraction"], c["metric"]): c for c in contrasts}
+    pairs = list(dict.fromkeys((c["method"], c["baseline"]) for c in contrasts))
+    header = ["Difference"] + [f"{name} ({format_fraction(f)})" for f in fractions
+                               for name in METRICS]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for method, baseline in pairs:
+        row = [f"`{method}` - `{baseline}`"]
+        for fraction in fractions:
+            for metric in METRICS:
+                contrast = by_key.get((method, baseline, fraction, metric))
+                row.append("-" if contrast is None else _interval(contrast))
+        lines.append("| " + " | ".join(row) + " |")
+    return lines + ["", "Differences between rows the paper's claims compare (the ablation's "
+                        "steps, CLAP against UniPAD), paired by seed as the gains.", ""]
 
 
 def plot_report(report: dict, path: str) -> None:
