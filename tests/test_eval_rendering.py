@@ -72,7 +72,7 @@ def test_models_with_different_weights_are_evaluated_on_the_same_rays(cfg):
     assert results[0]["rgb_l1"] != results[1]["rgb_l1"]
     for result in results:
         assert math.isfinite(result["range_l1_m"]) and math.isfinite(result["rgb_l1"])
-        assert 0 < result["num_lidar_rays"] <= LIDAR_RAYS
+        assert 0 < result["num_lidar_rays"]
         assert 0 < result["num_pixels"]
         assert result["num_frames"] == 1
 
