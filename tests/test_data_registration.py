@@ -18,6 +18,7 @@ from nuscenes_frame_helpers import (
 
 import clap.data.datasets.nuscenes as nuscenes_data
 from clap.data.box_ops import boxes_lidar_to_global
+from clap.data.build import get_dataset_dicts
 from clap.data.catalog import DatasetCatalog
 from clap.data.datasets.nuscenes import (
     CAMERA_CHANNELS,
@@ -152,6 +153,21 @@ def test_root_outside_official_splits_has_all_and_custom_splits(tmp_path):
     assert load_nuscenes_dicts(str(root), FRAME_VERSION, "val", str(tmp_path / "c")) == []
     with pytest.raises(KeyError, match="Unknown split 'nonexistent'"):
         load_nuscenes_dicts(str(root), FRAME_VERSION, "nonexistent", str(tmp_path / "c"))
+
+
+def test_each_config_reads_its_own_root_under_a_name_registered_before(tmp_path):
+    """A process that trains on one root and evaluates on another (or a test suite) must not
+    read the first root's samples under the second config's data set name."""
+    (first,) = get_dataset_dicts("nuscenes_v1.0-mini_all", small_cfg(FRAME_ROOT, tmp_path / "a"))
+    assert first["scene_name"] == "scene-0061"
+    root = copy_frame(tmp_path / "root")
+    scene_path = root / FRAME_VERSION / "scene.json"
+    scenes = json.loads(scene_path.read_text())
+    scenes[0]["name"] = "synthetic-0000"
+    scene_path.write_text(json.dumps(scenes))
+    (second,) = get_dataset_dicts("nuscenes_v1.0-mini_all", small_cfg(root, tmp_path / "b"))
+    assert second["scene_name"] == "synthetic-0000"
+    assert second["lidar_path"].startswith(str(root))
 
 
 def test_select_fraction_is_seeded_nested_and_sized():

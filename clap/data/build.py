@@ -35,17 +35,16 @@ _SIZE_LOGGED = set()
 def get_dataset_dicts(names: Union[str, Sequence[str]], cfg=None) -> List[dict]:
     """The concatenated sample dicts of the named DatasetCatalog entries.
 
-    With `cfg`, nuScenes names (`nuscenes_<version>_<split>`) not registered yet are registered
-    first from the root `DATASETS.ROOT` (`clap.data.datasets.nuscenes.register_from_config`).
+    With `cfg`, nuScenes names (`nuscenes_<version>_<split>`) are (re-)registered first from
+    the root `DATASETS.ROOT` (`clap.data.datasets.nuscenes.register_from_config`), so that a
+    name registered earlier in the process from another root or fraction is not read instead.
 
     Raises:
         KeyError: naming an unregistered data set. ValueError: naming an empty one.
     """
     if isinstance(names, str):
         names = [names]
-    if cfg is not None and any(
-        n.startswith("nuscenes_") and n not in DatasetCatalog for n in names
-    ):
+    if cfg is not None and any(n.startswith("nuscenes_") for n in names):
         from clap.data.datasets.nuscenes import register_from_config
 
         register_from_config(cfg)

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import pickle
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from tqdm import tqdm
@@ -465,10 +465,13 @@ def register_all_nuscenes(
     versions: Optional[Sequence[str]] = None,
     cache_dir: Optional[str] = None,
     max_sweeps: int = DEFAULT_MAX_SWEEPS,
+    fractions: Optional[Dict[str, Tuple[float, int]]] = None,
 ) -> List[str]:
     """Register every available split (`available_splits`) of each version under `root`.
 
-    `versions` defaults to every folder of `root` holding a scene.json. Returns the names.
+    `versions` defaults to every folder of `root` holding a scene.json. `fractions` maps a
+    name to the (fraction, seed) of its seeded subset; other names keep every sample. Returns
+    the names.
     """
     if versions is None:
         versions = _found_versions(root)
@@ -477,11 +480,15 @@ def register_all_nuscenes(
                 f"No version folder (a folder with the devkit's scene.json, e.g. 'v1.0-mini/') "
                 f"under nuScenes root '{root}'"
             )
+    fractions = fractions or {}
     names = []
     for version in versions:
         for split in available_splits(root, version):
             name = dataset_name(version, split)
-            register_nuscenes(name, root, version, split, cache_dir, max_sweeps)
+            fraction, fraction_seed = fractions.get(name, (1.0, 0))
+            register_nuscenes(
+                name, root, version, split, cache_dir, max_sweeps, fraction, fraction_seed
+            )
             names.append(name)
     return names
 
@@ -499,25 +506,15 @@ def cache_dir_from_config(cfg) -> str:
 def register_from_config(cfg) -> List[str]:
     """Register the splits of `DATASETS.ROOT` / `DATASETS.VERSION` (all versions when empty).
 
-    Data sets named in `DATASETS.TRAIN` are registered with `DATASETS.TRAIN_FRACTION` and
-    `DATASETS.TRAIN_FRACTION_SEED`; the sample caches go to `cache_dir_from_config`. Returns
-    the registered names.
+    Data sets named in `DATASETS.TRAIN` get `DATASETS.TRAIN_FRACTION` and
+    `DATASETS.TRAIN_FRACTION_SEED`; the sample caches go to `cache_dir_from_config`. A name
+    registered earlier with other arguments (another root, fraction or cache) is replaced, so
+    the config's data set is the one read. Returns the registered names.
     """
-    root, cache_dir = cfg.DATASETS.ROOT, cache_dir_from_config(cfg)
     max_sweeps = max(DEFAULT_MAX_SWEEPS, int(cfg.INPUT.NUM_SWEEPS))
     versions = [cfg.DATASETS.VERSION] if cfg.DATASETS.VERSION else None
-    names = register_all_nuscenes(root, versions, cache_dir, max_sweeps)
-    for name in cfg.DATASETS.TRAIN:
-        if name in names and cfg.DATASETS.TRAIN_FRACTION != 1.0:
-            version, split = _REGISTERED[name][1:3]
-            register_nuscenes(
-                name,
-                root,
-                version,
-                split,
-                cache_dir,
-                max_sweeps,
-                cfg.DATASETS.TRAIN_FRACTION,
-                cfg.DATASETS.TRAIN_FRACTION_SEED,
-            )
-    return names
+    subset = (float(cfg.DATASETS.TRAIN_FRACTION), int(cfg.DATASETS.TRAIN_FRACTION_SEED))
+    fractions = {name: subset for name in cfg.DATASETS.TRAIN}
+    return register_all_nuscenes(
+        cfg.DATASETS.ROOT, versions, cache_dir_from_config(cfg), max_sweeps, fractions
+    )

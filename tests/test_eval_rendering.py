@@ -1,0 +1,114 @@
+"""Held-out rendering evaluation (clap/evaluation/rendering.py, tools/eval_rendering.py) with the
+tiny CLAP on the real frame."""
+
+import importlib.util
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from clap.config import get_cfg
+from clap.data.build import build_test_loader
+from clap.evaluation.rendering import evaluate_rendering
+from clap.modeling import build_model
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "tests" / "configs" / "clap_tiny.yaml"
+FRAME_ROOT = ROOT / "tests" / "data" / "nuscenes_frame"
+LIDAR_RAYS = 64
+PIXELS_PER_CAMERA = 8
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location(
+        "eval_rendering", ROOT / "tools" / "eval_rendering.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def overrides(tmp_path_factory):
+    """Config overrides: the real frame, a data cache of this module, no process-wide malloc
+    settings in the test process."""
+    cache = tmp_path_factory.mktemp("cache")
+    return ["DATASETS.ROOT", str(FRAME_ROOT), "DATASETS.CACHE_DIR", str(cache),
+            "CPU.NUM_THREADS", "1", "CPU.KEEP_FREED_MEMORY", "False"]
+
+
+@pytest.fixture(scope="module")
+def cfg(overrides):
+    cfg = get_cfg()
+    cfg.merge_from_file(str(TINY))
+    cfg.merge_from_list(overrides)
+    return cfg
+
+
+def _model(cfg, seed):
+    torch.manual_seed(seed)
+    return build_model(cfg)
+
+
+def _evaluate(model, cfg):
+    loader = build_test_loader(cfg, cfg.DATASETS.TRAIN[0])
+    return evaluate_rendering(model, loader, LIDAR_RAYS, PIXELS_PER_CAMERA, seed=3)
+
+
+def test_models_with_different_weights_are_evaluated_on_the_same_rays(cfg):
+    results, sampled = [], []
+    for model_seed in (0, 1):
+        model = _model(cfg, model_seed)
+        results.append(_evaluate(model, cfg))
+        sampled.append(model.last_step["sampled"])
+    first, second = sampled
+    assert first["lidar_ray_index"].shape == (1, LIDAR_RAYS)
+    assert first["pixel_uv"].shape[2] == PIXELS_PER_CAMERA
+    assert torch.equal(first["lidar_ray_index"], second["lidar_ray_index"])
+    assert torch.equal(first["pixel_uv"], second["pixel_uv"])
+    assert results[0]["range_l1_m"] != results[1]["range_l1_m"]
+    assert results[0]["rgb_l1"] != results[1]["rgb_l1"]
+    for result in results:
+        assert math.isfinite(result["range_l1_m"]) and math.isfinite(result["rgb_l1"])
+        assert 0 < result["num_lidar_rays"] <= LIDAR_RAYS
+        assert 0 < result["num_pixels"]
+        assert result["num_frames"] == 1
+
+
+def test_sampler_training_mode_and_rng_state_are_restored(cfg):
+    model = _model(cfg, 0).train()
+    sampler = model.ray_sampler
+    rng_state = torch.get_rng_state()
+    _evaluate(model, cfg)
+    assert model.ray_sampler is sampler
+    assert model.training
+    assert torch.equal(torch.get_rng_state(), rng_state)
+
+
+def test_cli_writes_the_metrics_of_the_loaded_weights(cfg, overrides, tmp_path):
+    model = _model(cfg, 1)
+    weights = tmp_path / "model.pth"
+    torch.save({"model": model.state_dict()}, weights)
+    output = tmp_path / "eval" / "rendering.json"
+    result = _tool().main([
+        "--config-file", str(TINY), "--weights", str(weights),
+        "--dataset", cfg.DATASETS.TRAIN[0], "--rays", str(LIDAR_RAYS),
+        "--pixels", str(PIXELS_PER_CAMERA), "--seed", "3", "--json", str(output),
+    ] + overrides)
+    written = json.loads(output.read_text())
+    assert written == result
+    assert written["weights"] == str(weights)
+    assert written["dataset"] == cfg.DATASETS.TRAIN[0]
+    assert written["range_l1_m"] == pytest.approx(_evaluate(model, cfg)["range_l1_m"])
+
+
+def test_cli_names_missing_weights_and_missing_test_set(overrides, tmp_path):
+    tool = _tool()
+    missing = tmp_path / "missing.pth"
+    with pytest.raises(FileNotFoundError, match=re.escape(str(missing))):
+        tool.main(["--config-file", str(TINY), "--weights", str(missing),
+                   "--dataset", "nuscenes_v1.0-mini_mini_train"] + overrides)
+    with pytest.raises(ValueError, match="DATASETS.TEST"):
+        tool.main(["--config-file", str(TINY), "--weights", str(missing)] + overrides)
