@@ -6,6 +6,7 @@ import torch
 from clap.layers import cpu_autocast, parse_cpu_autocast_dtype
 from clap.modeling import build_image_backbone, build_lidar_backbone
 from clap.modeling.bev_backbone.second_fpn import SecondFPN
+from clap.modeling.fusion import ConcatConvFusion
 from tests.test_encoders import random_voxels, tiny_cfg
 
 
@@ -39,7 +40,15 @@ def test_bfloat16_regions_return_float32_close_to_float32():
         return build_lidar_backbone(cfg)
 
     features, coords = random_voxels((32, 32, 16), [60, 40])
+    volumes = torch.randn(2, 12, 4, 8, 8, generator=torch.Generator().manual_seed(2))
     cases = {
+        "fusion": (
+            lambda dtype: ConcatConvFusion(
+                lidar_channels=8, camera_channels=4, grid_shape=(4, 8, 8), out_channels=8,
+                cpu_autocast_dtype=dtype,
+            ),
+            lambda m: m(volumes[:, :8], volumes[:, 8:]),
+        ),
         "image": (build_image, lambda m: m(images)["p3"]),
         "lidar": (build_lidar, lambda m: m(features, coords, batch_size=2)),
         "bev": (
@@ -71,3 +80,20 @@ def test_cpu_autocast_is_inert_off_and_rejects_unknown_dtypes():
         assert torch.mm(torch.ones(2, 2), torch.ones(2, 2)).dtype == torch.bfloat16
     with pytest.raises(ValueError, match="MODEL.CPU_AUTOCAST_DTYPE"):
         parse_cpu_autocast_dtype("float16")
+
+
+def test_bfloat16_region_weights_are_channels_last_with_unchanged_values():
+    cfg = tiny_cfg()
+    weights = {}
+    for dtype in ("", "bfloat16"):
+        cfg.MODEL.CPU_AUTOCAST_DTYPE = dtype
+        torch.manual_seed(0)
+        backbone = build_image_backbone(cfg)
+        resnet = backbone.bottom_up  # the ResNet under the region; the FPN stays float32
+        conv_weights = {n: p for n, p in resnet.named_parameters() if p.dim() == 4}
+        layout = torch.channels_last if dtype else torch.contiguous_format
+        assert conv_weights and all(
+            p.is_contiguous(memory_format=layout) for p in conv_weights.values()), dtype
+        weights[dtype] = backbone.state_dict()
+    for name, value in weights[""].items():
+        assert torch.equal(value, weights["bfloat16"][name]), name

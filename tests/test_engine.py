@@ -1,5 +1,6 @@
 """Trainer, hooks, event storage, solver and data loading on the tiny regression model (CPU)."""
 
+import copy
 import itertools
 import json
 import logging
@@ -301,6 +302,31 @@ def test_optimizer_param_groups_exclude_norm_and_bias_from_weight_decay():
     cfg.SOLVER.OPTIMIZER = "Adam"
     with pytest.raises(ValueError, match="SOLVER.OPTIMIZER"):
         build_optimizer(cfg, model)
+
+
+def test_optimizers_step_with_the_fused_kernel_as_the_per_tensor_loop_would():
+    cfg = get_cfg()
+    for name in ("AdamW", "SGD"):
+        cfg.SOLVER.OPTIMIZER, cfg.SOLVER.MOMENTUM = name, 0.9
+        torch.manual_seed(0)
+        fused_model = TinyRegressionModel(None)
+        loop_model = copy.deepcopy(fused_model)
+        optimizer = build_optimizer(cfg, fused_model)
+        assert optimizer.defaults["fused"], name
+        loop = type(optimizer)(
+            [dict(group, params=[dict(loop_model.named_parameters())[n]
+                                 for n in group["param_names"]])
+             for group in optimizer.param_groups],
+            foreach=False,
+        )
+        for step in range(3):
+            for model, opt in ((fused_model, optimizer), (loop_model, loop)):
+                for param in model.parameters():
+                    param.grad = torch.full_like(param, 0.1 * (step + 1)) + param.detach()
+                opt.step()
+        for (key, fused), loop_param in zip(fused_model.named_parameters(),
+                                            loop_model.parameters()):
+            torch.testing.assert_close(fused, loop_param, msg=f"{name} {key}")
 
 
 def _lrs_over_training(cfg):

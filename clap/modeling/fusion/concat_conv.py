@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from clap.config import configurable
-from clap.layers import Conv3d, ShapeSpec
+from clap.layers import Conv3d, ShapeSpec, cpu_autocast, parse_cpu_autocast_dtype, to_float32
 
 from .build import FUSION_REGISTRY
 
@@ -36,7 +36,7 @@ class ConcatConvFusion(nn.Module):
     @configurable
     def __init__(
         self, *, lidar_channels: Optional[int], camera_channels: Optional[int],
-        grid_shape, out_channels: int, kernel_size: int = 3,
+        grid_shape, out_channels: int, kernel_size: int = 3, cpu_autocast_dtype: str = "",
     ):
         """
         Args:
@@ -45,6 +45,9 @@ class ConcatConvFusion(nn.Module):
             grid_shape: (Z, Y, X) of the volumes.
             out_channels: C_F.
             kernel_size: odd Conv3d kernel.
+            cpu_autocast_dtype: "bfloat16" computes the convolution of CPU volumes under
+                autocast (output float32, normalised in float32; clap/layers/autocast.py), ""
+                in float32.
         """
         super().__init__()
         if kernel_size % 2 == 0:
@@ -53,6 +56,7 @@ class ConcatConvFusion(nn.Module):
         self.camera_channels = camera_channels
         self.grid_shape = tuple(grid_shape)
         self.out_channels = out_channels
+        self.cpu_autocast_dtype = parse_cpu_autocast_dtype(cpu_autocast_dtype)
         in_channels = (lidar_channels or 0) + (camera_channels or 0)
         self.conv = Conv3d(in_channels, out_channels, kernel_size, padding=kernel_size // 2,
                               bias=False)
@@ -67,6 +71,7 @@ class ConcatConvFusion(nn.Module):
             "grid_shape": _check_same_grid(lidar_shape, camera_shape),
             "out_channels": cfg.MODEL.FUSION.OUT_CHANNELS,
             "kernel_size": cfg.MODEL.FUSION.KERNEL_SIZE,
+            "cpu_autocast_dtype": cfg.MODEL.CPU_AUTOCAST_DTYPE,
         }
 
     def output_shape(self) -> ShapeSpec:
@@ -88,7 +93,11 @@ class ConcatConvFusion(nn.Module):
             if volume is not None:
                 volumes.append(volume)
         fused = volumes[0] if len(volumes) == 1 else torch.cat(volumes, dim=1)
-        return self.relu(self.norm(self.conv(fused)))
+        with cpu_autocast(self.cpu_autocast_dtype, fused) as region:
+            fused = self.conv(fused)
+        if region is not None:
+            fused = to_float32(fused)
+        return self.relu(self.norm(fused))
 
 
 @FUSION_REGISTRY.register()
