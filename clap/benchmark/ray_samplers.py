@@ -7,10 +7,10 @@ from typing import Dict, Sequence
 import torch
 
 from .memory import PeakMemory, return_large_blocks_on_free
-from .timing import median, synchronize, to_device
+from .render_setup import render_head_inputs
+from .timing import median, synchronize
 
 __all__ = ["benchmark_ray_samplers"]
-
 
 
 def benchmark_ray_samplers(
@@ -45,27 +45,12 @@ def benchmark_ray_samplers(
         `step_peak_memory_mb` (increase over the state before: CPU resident set or CUDA
         allocated)), `volume_shape` (C, Z, Y, X), `num_candidates` and the run's facts.
     """
-    from clap.data.build import build_train_loader
-    from clap.layers import ShapeSpec, VolumeGrid
     from clap.modeling.ray_sampler import build_ray_sampler
-    from clap.modeling.render_head import build_render_head
     from clap.modeling.render_head.rays import build_rays
 
     device = torch.device(cfg.MODEL.DEVICE)
-    grid = VolumeGrid.from_config(cfg)
-    head = build_render_head(cfg, ShapeSpec(channels=cfg.MODEL.FUSION.OUT_CHANNELS))
-    head.to(device).train()
-    channels = cfg.MODEL.RENDER_HEAD.FIELD_CONV_CHANNELS or cfg.MODEL.FUSION.OUT_CHANNELS
-    generator = torch.Generator().manual_seed(0)
-    volume = torch.randn((1, channels) + tuple(grid.volume_shape), generator=generator)
-    volume = volume.to(device).requires_grad_(True)
+    head, volume, batch = render_head_inputs(cfg, device)
     field = head.field_function(volume)
-
-    cfg_one = cfg.clone()
-    cfg_one.defrost()
-    cfg_one.SOLVER.IMS_PER_BATCH = 1
-    cfg_one.DATALOADER.NUM_WORKERS = 0
-    batch = to_device(next(iter(build_train_loader(cfg_one))), device)
 
     def sample(sampler) -> dict:
         sampled = sampler.sample(batch, field)
@@ -87,7 +72,8 @@ def benchmark_ray_samplers(
 
     samplers = {}
     for name in sampler_names:
-        cfg_sampler = cfg_one.clone()
+        cfg_sampler = cfg.clone()
+        cfg_sampler.defrost()
         cfg_sampler.MODEL.RAY_SAMPLER.NAME = name
         samplers[name] = build_ray_sampler(cfg_sampler)
         if hasattr(samplers[name], "use_uniform"):
@@ -136,7 +122,7 @@ def benchmark_ray_samplers(
     return {
         "device": str(device),
         "threads": torch.get_num_threads(),
-        "volume_shape": [channels] + list(grid.volume_shape),
+        "volume_shape": list(volume.shape[1:]),
         "num_candidates": num_candidates,
         "curvature_max_points": cfg.MODEL.RAY_SAMPLER.CURVATURE_MAX_POINTS,
         "rows": rows,

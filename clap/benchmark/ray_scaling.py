@@ -7,7 +7,8 @@ from typing import Dict, Optional, Sequence
 import torch
 
 from .memory import PeakMemory, return_large_blocks_on_free
-from .timing import median, synchronize, to_device
+from .render_setup import render_head_inputs
+from .timing import median, synchronize
 
 __all__ = ["benchmark_ray_scaling"]
 
@@ -49,27 +50,12 @@ def benchmark_ray_scaling(
         `all_points_vs_budget` {"time": ratio, "memory": ratio} of the all-points row to the row
         of `budget` rays.
     """
-    from clap.data.build import build_train_loader
-    from clap.layers import ShapeSpec, VolumeGrid
-    from clap.modeling.render_head import build_render_head
     from clap.modeling.render_head.rays import lidar_ray_candidates, lidar_rays
 
     device = torch.device(cfg.MODEL.DEVICE)
     if device.type == "cpu":
         return_large_blocks_on_free()
-    grid = VolumeGrid.from_config(cfg)
-    head = build_render_head(cfg, ShapeSpec(channels=cfg.MODEL.FUSION.OUT_CHANNELS))
-    head.to(device).train()
-    channels = cfg.MODEL.RENDER_HEAD.FIELD_CONV_CHANNELS or cfg.MODEL.FUSION.OUT_CHANNELS
-    generator = torch.Generator().manual_seed(0)
-    volume = torch.randn((1, channels) + tuple(grid.volume_shape), generator=generator)
-    volume = volume.to(device).requires_grad_(True)
-
-    cfg_one = cfg.clone()
-    cfg_one.defrost()
-    cfg_one.SOLVER.IMS_PER_BATCH = 1
-    cfg_one.DATALOADER.NUM_WORKERS = 0
-    batch = to_device(next(iter(build_train_loader(cfg_one))), device)
+    head, volume, batch = render_head_inputs(cfg, device)
     candidates = lidar_ray_candidates(
         batch, tuple(cfg.INPUT.POINT_CLOUD_RANGE), cfg.MODEL.RAY_SAMPLER.MIN_DISTANCE
     )
@@ -95,6 +81,7 @@ def benchmark_ray_scaling(
         loss.backward()
         synchronize(device)
 
+    generator = torch.Generator().manual_seed(0)  # which rays of each count
     rows = []
     for count, label in counts:
         if count == num_candidates and label == "all points":
@@ -129,7 +116,7 @@ def benchmark_ray_scaling(
     result: Dict[str, object] = {
         "device": str(device),
         "threads": torch.get_num_threads(),
-        "volume_shape": [channels] + list(grid.volume_shape),
+        "volume_shape": list(volume.shape[1:]),
         "num_candidates": num_candidates,
         "budget": budget,
         "rows": rows,
