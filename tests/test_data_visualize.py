@@ -1,11 +1,11 @@
 """Drawing helpers and the data inspection tool."""
 
-import importlib.util
 from pathlib import Path
 
 import cv2
 import numpy as np
 from nuscenes_frame_helpers import FRAME_ROOT, FRAME_SAMPLE_TOKEN
+from tool_helpers import load_tool
 
 from clap.data.box_ops import box_corners
 from clap.data.classes import DETECTION_CLASSES
@@ -18,13 +18,6 @@ from clap.utils.visualizer import (
 )
 
 _REPO = Path(__file__).resolve().parent.parent
-
-
-def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(name, _REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_points_are_drawn_where_they_project():
@@ -93,7 +86,7 @@ def test_image_grid_layout():
 
 
 def test_visualize_tool_writes_camera_and_bev_pngs(tmp_path):
-    tool = _load_tool("visualize_data")
+    tool = load_tool("visualize_data")
     written = tool.main(
         [
             "--root",

@@ -1,55 +1,29 @@
 """Held-out rendering evaluation (clap/evaluation/rendering.py, tools/eval_rendering.py) with the
 tiny CLAP on the real frame."""
 
-import importlib.util
 import json
 import math
 import re
-from pathlib import Path
 
 import pytest
 import torch
+from tool_helpers import TINY_CLAP, frame_overrides, load_tool, seeded_model, tiny_clap_cfg
 
-from clap.config import get_cfg
 from clap.data.build import build_test_loader
 from clap.evaluation.rendering import evaluate_rendering
-from clap.modeling import build_model
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ROOT / "tests" / "configs" / "clap_tiny.yaml"
-FRAME_ROOT = ROOT / "tests" / "data" / "nuscenes_frame"
 LIDAR_RAYS = 64
 PIXELS_PER_CAMERA = 8
 
 
-def _tool():
-    spec = importlib.util.spec_from_file_location(
-        "eval_rendering", ROOT / "tools" / "eval_rendering.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def overrides(tmp_path_factory):
-    """Config overrides: the real frame, a data cache of this module, no process-wide malloc
-    settings in the test process."""
-    cache = tmp_path_factory.mktemp("cache")
-    return ["DATASETS.ROOT", str(FRAME_ROOT), "DATASETS.CACHE_DIR", str(cache),
-            "CPU.NUM_THREADS", "1", "CPU.KEEP_FREED_MEMORY", "False"]
+    return frame_overrides(tmp_path_factory.mktemp("cache"))
 
 
 @pytest.fixture(scope="module")
 def cfg(overrides):
-    cfg = get_cfg()
-    cfg.merge_from_file(str(TINY))
-    cfg.merge_from_list(overrides)
-    return cfg
-
-
-def _model(cfg, seed):
-    torch.manual_seed(seed)
-    return build_model(cfg)
+    return tiny_clap_cfg(overrides)
 
 
 def _evaluate(model, cfg):
@@ -60,7 +34,7 @@ def _evaluate(model, cfg):
 def test_models_with_different_weights_are_evaluated_on_the_same_rays(cfg):
     results, sampled = [], []
     for model_seed in (0, 1):
-        model = _model(cfg, model_seed)
+        model = seeded_model(cfg, model_seed)
         results.append(_evaluate(model, cfg))
         sampled.append(model.last_step["sampled"])
     first, second = sampled
@@ -78,7 +52,7 @@ def test_models_with_different_weights_are_evaluated_on_the_same_rays(cfg):
 
 
 def test_sampler_training_mode_and_rng_state_are_restored(cfg):
-    model = _model(cfg, 0).train()
+    model = seeded_model(cfg, 0).train()
     sampler = model.ray_sampler
     rng_state = torch.get_rng_state()
     _evaluate(model, cfg)
@@ -88,12 +62,12 @@ def test_sampler_training_mode_and_rng_state_are_restored(cfg):
 
 
 def test_cli_writes_the_metrics_of_the_loaded_weights(cfg, overrides, tmp_path):
-    model = _model(cfg, 1)
+    model = seeded_model(cfg, 1)
     weights = tmp_path / "model.pth"
     torch.save({"model": model.state_dict()}, weights)
     output = tmp_path / "eval" / "rendering.json"
-    result = _tool().main([
-        "--config-file", str(TINY), "--weights", str(weights),
+    result = load_tool("eval_rendering").main([
+        "--config-file", str(TINY_CLAP), "--weights", str(weights),
         "--dataset", cfg.DATASETS.TRAIN[0], "--rays", str(LIDAR_RAYS),
         "--pixels", str(PIXELS_PER_CAMERA), "--seed", "3", "--json", str(output),
     ] + overrides)
@@ -105,10 +79,10 @@ def test_cli_writes_the_metrics_of_the_loaded_weights(cfg, overrides, tmp_path):
 
 
 def test_cli_names_missing_weights_and_missing_test_set(overrides, tmp_path):
-    tool = _tool()
+    tool = load_tool("eval_rendering")
     missing = tmp_path / "missing.pth"
     with pytest.raises(FileNotFoundError, match=re.escape(str(missing))):
-        tool.main(["--config-file", str(TINY), "--weights", str(missing),
+        tool.main(["--config-file", str(TINY_CLAP), "--weights", str(missing),
                    "--dataset", "nuscenes_v1.0-mini_mini_train"] + overrides)
     with pytest.raises(ValueError, match="DATASETS.TEST"):
-        tool.main(["--config-file", str(TINY), "--weights", str(missing)] + overrides)
+        tool.main(["--config-file", str(TINY_CLAP), "--weights", str(missing)] + overrides)

@@ -1,34 +1,25 @@
 """tools/export_encoders.py: encoder weights out of a pre-training checkpoint."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
+from tool_helpers import TINY_CLAP, load_tool
 
 from clap.config import get_cfg
 from clap.modeling import build_model
 from clap.modeling.meta_arch.pretrained import load_pretrained_encoders
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ROOT / "tests" / "configs" / "clap_tiny.yaml"
 
-
-def _tool():
-    path = ROOT / "tools" / "export_encoders.py"
-    spec = importlib.util.spec_from_file_location("export_encoders", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def export_encoders(source: str, target: str):
+    return load_tool("export_encoders").export_encoders(source, target)
 
 
 def test_export_keeps_every_encoder_tensor_and_nothing_else(tmp_path):
     cfg = get_cfg()
-    cfg.merge_from_file(str(TINY))
+    cfg.merge_from_file(str(TINY_CLAP))
     clap_model = build_model(cfg)
     torch.save({"model": clap_model.state_dict(), "iteration": 3}, tmp_path / "model_final.pth")
 
-    counts = _tool().export_encoders(str(tmp_path / "model_final.pth"), str(tmp_path / "enc.pth"))
+    counts = export_encoders(str(tmp_path / "model_final.pth"), str(tmp_path / "enc.pth"))
     exported = torch.load(tmp_path / "enc.pth", weights_only=True)["model"]
     assert set(counts) == {"lidar_backbone", "image_backbone", "view_transform", "fusion"}
     expected = {
@@ -48,4 +39,4 @@ def test_export_keeps_every_encoder_tensor_and_nothing_else(tmp_path):
 def test_export_names_a_checkpoint_without_encoders(tmp_path):
     torch.save({"model": {"render_head.weight": torch.zeros(1)}}, tmp_path / "x.pth")
     with pytest.raises(KeyError, match="x.pth holds no encoder weights"):
-        _tool().export_encoders(str(tmp_path / "x.pth"), str(tmp_path / "out.pth"))
+        export_encoders(str(tmp_path / "x.pth"), str(tmp_path / "out.pth"))

@@ -1,59 +1,33 @@
 """Object share of the chosen LiDAR rays (clap/evaluation/ray_choice.py, tools/ray_choice.py)
 with the tiny CLAP on the real frame."""
 
-import importlib.util
 import json
 import re
-from pathlib import Path
 
 import pytest
 import torch
+from tool_helpers import TINY_CLAP, frame_overrides, load_tool, seeded_model, tiny_clap_cfg
 
-from clap.config import get_cfg
 from clap.data.box_ops import points_in_boxes
 from clap.data.build import build_test_loader
 from clap.evaluation.ray_choice import object_share_of_rays, points_on_objects
-from clap.modeling import build_model
 from clap.modeling.ray_sampler import Uniform
 from clap.modeling.ray_sampler.curvature import WeightedRaySampler
-
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ROOT / "tests" / "configs" / "clap_tiny.yaml"
-FRAME_ROOT = ROOT / "tests" / "data" / "nuscenes_frame"
-
-
-def _tool():
-    spec = importlib.util.spec_from_file_location("ray_choice", ROOT / "tools" / "ray_choice.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def overrides(tmp_path_factory):
-    """Config overrides: the real frame, a data cache of this module, no process-wide malloc
-    settings in the test process."""
-    cache = tmp_path_factory.mktemp("cache")
-    return ["DATASETS.ROOT", str(FRAME_ROOT), "DATASETS.CACHE_DIR", str(cache),
-            "CPU.NUM_THREADS", "1", "CPU.KEEP_FREED_MEMORY", "False"]
+    return frame_overrides(tmp_path_factory.mktemp("cache"))
 
 
 @pytest.fixture(scope="module")
 def cfg(overrides):
-    cfg = get_cfg()
-    cfg.merge_from_file(str(TINY))
-    cfg.merge_from_list(overrides)
-    return cfg
+    return tiny_clap_cfg(overrides)
 
 
 @pytest.fixture(scope="module")
 def batches(cfg):
     return list(build_test_loader(cfg, cfg.DATASETS.TRAIN[0]))
-
-
-def _model(cfg, seed=0):
-    torch.manual_seed(seed)
-    return build_model(cfg)
 
 
 class _ObjectsOnly(WeightedRaySampler):
@@ -72,7 +46,7 @@ def test_the_frame_has_candidate_points_in_its_boxes(cfg, batches):
     (batch,) = batches
     boxes = batch["gt_boxes"][0].numpy()
     assert boxes.shape[0] > 0
-    candidates = _model(cfg).ray_sampler.candidates(batch)
+    candidates = seeded_model(cfg).ray_sampler.candidates(batch)
     inside = torch.from_numpy(points_in_boxes(batch["points"].numpy(), boxes).any(axis=1))
     assert torch.equal(points_on_objects(batch), inside)
     # enough object candidates for a whole ray budget drawn among them alone
@@ -83,7 +57,7 @@ def test_the_frame_has_candidate_points_in_its_boxes(cfg, batches):
 def test_a_sampler_of_object_points_only_is_enriched_by_one_over_the_candidate_share(
     cfg, batches
 ):
-    model = _model(cfg)
+    model = seeded_model(cfg)
     model.ray_sampler = _sampler_like(
         model.ray_sampler, _ObjectsOnly, cfg.MODEL.RAY_SAMPLER.NUM_LIDAR_RAYS)
     model.ray_sampler.use_uniform = True  # forced off during the measurement
@@ -102,7 +76,7 @@ def test_a_sampler_of_object_points_only_is_enriched_by_one_over_the_candidate_s
 
 
 def test_uniform_sampling_is_not_enriched(cfg, batches):
-    model = _model(cfg)
+    model = seeded_model(cfg)
     model.ray_sampler = _sampler_like(model.ray_sampler, Uniform, 8192)
     result = object_share_of_rays(model, batches * 4, seed=1)  # 4 draws of the frame
     assert result["num_rays"] == 4 * 8192
@@ -111,7 +85,7 @@ def test_uniform_sampling_is_not_enriched(cfg, batches):
 
 
 def test_training_mode_sampler_flag_and_rng_state_are_restored(cfg, batches):
-    model = _model(cfg).train()
+    model = seeded_model(cfg).train()
     sampler = model.ray_sampler
     assert type(sampler).__name__ == "Curvature"
     sampler.use_uniform = True
@@ -130,7 +104,7 @@ def test_training_mode_sampler_flag_and_rng_state_are_restored(cfg, batches):
 
 
 def test_the_same_seed_picks_the_same_rays(cfg, batches):
-    model = _model(cfg)
+    model = seeded_model(cfg)
     first, second = (object_share_of_rays(model, batches, seed=2) for _ in range(2))
     assert first == second
 
@@ -141,19 +115,19 @@ def test_a_model_that_is_not_clap_is_refused(batches):
 
 
 def test_cli_writes_the_shares_of_the_loaded_weights(cfg, overrides, batches, tmp_path):
-    model = _model(cfg, 1)
+    model = seeded_model(cfg, 1)
     weights = tmp_path / "model.pth"
     torch.save({"model": model.state_dict()}, weights)
     output = tmp_path / "choice" / "ray_choice.json"
-    result = _tool().main([
-        "--config-file", str(TINY), "--weights", str(weights),
+    result = load_tool("ray_choice").main([
+        "--config-file", str(TINY_CLAP), "--weights", str(weights),
         "--dataset", cfg.DATASETS.TRAIN[0], "--max-frames", "1", "--seed", "3",
         "--json", str(output),
     ] + overrides)
     written = json.loads(output.read_text())
     assert written == result
     assert written["weights"] == str(weights)
-    assert written["config_file"] == str(TINY)
+    assert written["config_file"] == str(TINY_CLAP)
     assert written["dataset"] == cfg.DATASETS.TRAIN[0]
     assert written["opts"] == overrides
     assert written["seed"] == 3
@@ -164,10 +138,10 @@ def test_cli_writes_the_shares_of_the_loaded_weights(cfg, overrides, batches, tm
 
 
 def test_cli_names_missing_weights_and_missing_test_set(overrides, tmp_path):
-    tool = _tool()
+    tool = load_tool("ray_choice")
     missing = tmp_path / "missing.pth"
     with pytest.raises(FileNotFoundError, match=re.escape(str(missing))):
-        tool.main(["--config-file", str(TINY), "--weights", str(missing),
+        tool.main(["--config-file", str(TINY_CLAP), "--weights", str(missing),
                    "--dataset", "nuscenes_v1.0-mini_mini_train"] + overrides)
     with pytest.raises(ValueError, match="DATASETS.TEST"):
-        tool.main(["--config-file", str(TINY), "--weights", str(missing)] + overrides)
+        tool.main(["--config-file", str(TINY_CLAP), "--weights", str(missing)] + overrides)
