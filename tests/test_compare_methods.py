@@ -48,8 +48,9 @@ class FakeRunner:
             return
         output = option(command, "OUTPUT_DIR")
         os.makedirs(output, exist_ok=True)
-        with open(os.path.join(output, "model_final.pth"), "w") as f:
-            f.write("weights")
+        for checkpoint in ("model_0000009.pth", "model_final.pth"):
+            with open(os.path.join(output, checkpoint), "w") as f:
+                f.write("weights")
         tests = [c for i, c in enumerate(command) if i and command[i - 1] == "DATASETS.TEST"]
         if not tests or tests[-1] == "[]":  # a pre-training or a stage of the UniPAD recipe
             return
@@ -103,6 +104,15 @@ def test_schedules_pretrainings_merges_and_equal_finetunings(tmp_path):
     assert len({option(c, "OUTPUT_DIR") for c in runner.commands if "OUTPUT_DIR" in c}) == 9
     with open(tmp_path / "pretrain" / "clap" / "stage.json") as f:
         assert json.load(f)["max_iter"] == 30
+
+
+def test_finished_stages_keep_only_their_final_checkpoint(tmp_path):
+    run(tmp_path, FakeRunner(), protocols=("finetune", "probe"), seeds=("0",))
+    checkpoints = [os.path.relpath(os.path.join(d, f), tmp_path)
+                   for d, _, files in os.walk(tmp_path) for f in files if f.endswith(".pth")]
+    periodic = [c for c in checkpoints if os.path.basename(c).startswith("model_0")]
+    assert len(checkpoints) == 10 and not periodic, checkpoints  # 9 stages' finals, 1 merge
+    assert os.path.isfile(tmp_path / "pretrain" / "clap" / "model_final.pth")
 
 
 def test_writes_mean_std_gains_plot_and_skips_finished_cells(tmp_path):

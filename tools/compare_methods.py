@@ -20,7 +20,8 @@ Every stage is a subprocess (the data generator, a training entry point with KEY
 in its own OUTPUT_DIR, or the weight merge), its console output in `<stage dir>/stage.log`. The
 run is resumable: a cell whose `result.json` exists is not run again, a finished training stage
 is reused (after checking its iteration count), and an interrupted stage continues from its last
-checkpoint (`--resume`). The console shows cells done / total with an ETA.
+checkpoint (`--resume`); a finished stage keeps only its final checkpoint. The console shows
+cells done / total with an ETA.
 
     python tools/compare_methods.py --preset small --output output/comparison_small
     python tools/compare_methods.py --preset cpu --output output/comparison_cpu
@@ -413,6 +414,19 @@ def _pretrainings_of(method: str) -> List[str]:
     return [method]
 
 
+
+def drop_periodic_checkpoints(stage_dir: str) -> List[str]:
+    """Delete a finished stage's periodic checkpoints (`model_0000099.pth`, ...), keeping
+    `model_final.pth`: nothing reads them once the stage has its final checkpoint, and they are
+    most of a run's disk (a cpu probe cell writes eight, ~0.5 GB). Returns the deleted paths."""
+    deleted = []
+    for name in sorted(os.listdir(stage_dir)):
+        if name.startswith("model_") and name.endswith(".pth") and name != "model_final.pth":
+            os.remove(os.path.join(stage_dir, name))
+            deleted.append(os.path.join(stage_dir, name))
+    return deleted
+
+
 class Comparison:
     """Schedules the stages of a comparison and collects its results.
 
@@ -526,6 +540,7 @@ class Comparison:
             raise RuntimeError(f"Training stage {output} finished without {checkpoint}")
         with open(record_path, "w") as f:
             json.dump({"max_iter": max_iter, "config_file": config_file}, f)
+        drop_periodic_checkpoints(output)
         return checkpoint
 
     def merge(self, lidar: str, camera: str, output: str, detector: bool = False) -> str:
@@ -637,6 +652,7 @@ class Comparison:
         }
         with open(result_path, "w") as f:
             json.dump(result, f, indent=2)
+        drop_periodic_checkpoints(output)
         return result
 
     def _pretrain_all(self, cells: Sequence[Cell], jobs: int) -> None:
