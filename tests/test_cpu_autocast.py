@@ -81,19 +81,3 @@ def test_cpu_autocast_is_inert_off_and_rejects_unknown_dtypes():
     with pytest.raises(ValueError, match="MODEL.CPU_AUTOCAST_DTYPE"):
         parse_cpu_autocast_dtype("float16")
 
-
-def test_bfloat16_region_weights_are_channels_last_with_unchanged_values():
-    cfg = tiny_cfg()
-    weights = {}
-    for dtype in ("", "bfloat16"):
-        cfg.MODEL.CPU_AUTOCAST_DTYPE = dtype
-        torch.manual_seed(0)
-        backbone = build_image_backbone(cfg)
-        resnet = backbone.bottom_up  # the ResNet under the region; the FPN stays float32
-        conv_weights = {n: p for n, p in resnet.named_parameters() if p.dim() == 4}
-        layout = torch.channels_last if dtype else torch.contiguous_format
-        assert conv_weights and all(
-            p.is_contiguous(memory_format=layout) for p in conv_weights.values()), dtype
-        weights[dtype] = backbone.state_dict()
-    for name, value in weights[""].items():
-        assert torch.equal(value, weights["bfloat16"][name]), name

@@ -25,9 +25,9 @@ _C.MODEL.WEIGHTS = ""
 # layout (K, C_in, C_out), so checkpoints move between them; see docs/encoders.md.
 _C.MODEL.SPARSE_BACKEND = "auto"
 # Lower precision inside the convolutional encoders on the CPU (clap/layers/autocast.py): ""
-# (float32) or "bfloat16" (the image backbone's ResNet, the LiDAR encoder's matmuls, the
-# fusion's convolution and the BEV backbone compute under torch.autocast, the 2-D ones
-# channels-last, and return float32). The field, its derivatives, the NeuS
+# (float32) or "bfloat16" (the image backbone's ResNet, the LiDAR encoder's dense head, the
+# fusion's convolution and the BEV backbone compute under torch.autocast, the 2-D ones on
+# channels-last inputs, and return float32). The field, its derivatives, the NeuS
 # weights and the losses stay float32. Fast on CPUs with AVX-512 BF16 / AMX (docs/performance.md).
 _C.MODEL.CPU_AUTOCAST_DTYPE = ""
 # Which encoders run: any of "lidar", "camera".

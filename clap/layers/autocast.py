@@ -1,9 +1,8 @@
 """Lower-precision regions inside model components on the CPU (MODEL.CPU_AUTOCAST_DTYPE).
 
 A convolutional encoder computes under `torch.autocast("cpu", dtype)` with its input in the
-channels-last layout (oneDNN's fast path for bfloat16 convolutions), its 2-D convolution weights
-kept channels-last too (`channels_last_weights`), and hands float32 outputs in the default
-layout to the next component, so everything outside the region (the field, its
+channels-last layout (oneDNN's fast path for bfloat16 convolutions) and hands float32 outputs in
+the default layout to the next component, so everything outside the region (the field, its
 second derivative, the NeuS weights, the losses) stays float32. CUDA inputs are left to
 SOLVER.AMP.
 """
@@ -12,9 +11,8 @@ import contextlib
 from typing import Optional
 
 import torch
-from torch import nn
 
-__all__ = ["channels_last_weights", "cpu_autocast", "parse_cpu_autocast_dtype", "to_float32"]
+__all__ = ["cpu_autocast", "parse_cpu_autocast_dtype", "to_float32"]
 
 _DTYPES = {"": None, "bfloat16": torch.bfloat16}
 
@@ -39,13 +37,3 @@ def to_float32(tensor: torch.Tensor) -> torch.Tensor:
     """A floating tensor computed in a region as float32 in the default (contiguous) layout;
     unchanged when it already is."""
     return tensor.to(torch.float32, memory_format=torch.contiguous_format)
-
-
-def channels_last_weights(module: nn.Module, dtype: Optional[torch.dtype]) -> nn.Module:
-    """With a region `dtype`, store the 4-D (Conv2d) weights of `module` channels-last, the
-    layout of the region's inputs, so that no convolution re-lays its weight out on every call
-    forward and backward (the clap_cpu ResNet-18: -13% forward + backward; docs/performance.md).
-    Values, names and checkpoints are unchanged. Without a dtype, nothing is done."""
-    if dtype is not None:
-        module.to(memory_format=torch.channels_last)
-    return module

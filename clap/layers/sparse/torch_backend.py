@@ -24,40 +24,30 @@ def _offset_slices(kernel_map: KernelMap):
 
 
 class _GatherGemmScatter(torch.autograd.Function):
-    """out[o] = sum over pairs (i, o, k) of feats[i] @ weight[k] (+ identity offset term).
-
-    The products are computed in `compute_dtype` (the matmuls' inputs cast to it; bfloat16
-    under a CPU autocast region) and summed in the features' dtype; gradients likewise.
-    """
+    """out[o] = sum over pairs (i, o, k) of feats[i] @ weight[k] (+ identity offset term)."""
 
     @staticmethod
-    def forward(ctx, feats, weight, kernel_map: KernelMap, num_out: int, swap: bool,
-                compute_dtype: torch.dtype):
+    def forward(ctx, feats, weight, kernel_map: KernelMap, num_out: int, swap: bool):
         with torch.autocast(feats.device.type, enabled=False):
-            return _GatherGemmScatter._forward(
-                ctx, feats, weight, kernel_map, num_out, swap, compute_dtype
-            )
+            return _GatherGemmScatter._forward(ctx, feats, weight, kernel_map, num_out, swap)
 
     @staticmethod
-    def _forward(ctx, feats, weight, kernel_map: KernelMap, num_out: int, swap: bool,
-                 compute_dtype: torch.dtype):
+    def _forward(ctx, feats, weight, kernel_map: KernelMap, num_out: int, swap: bool):
         in_idx, out_idx = kernel_map.in_indices, kernel_map.out_indices
         if swap:
             in_idx, out_idx = out_idx, in_idx
         out = feats.new_zeros(num_out, weight.shape[2])
-        low_feats, low_weight = feats.to(compute_dtype), weight.to(compute_dtype)
         if kernel_map.identity_offset is not None:
-            out += low_feats @ low_weight[kernel_map.identity_offset]
+            out += feats @ weight[kernel_map.identity_offset]
         if kernel_map.num_pairs:
-            gathered = low_feats.index_select(0, in_idx)
+            gathered = feats.index_select(0, in_idx)
             products = gathered.new_empty(gathered.shape[0], weight.shape[2])
             for k, rows in _offset_slices(kernel_map):
-                torch.mm(gathered[rows], low_weight[k], out=products[rows])
-            out.index_add_(0, out_idx, products.to(out.dtype))
+                torch.mm(gathered[rows], weight[k], out=products[rows])
+            out.index_add_(0, out_idx, products)
         ctx.save_for_backward(feats, weight)
         ctx.kernel_map = kernel_map
         ctx.swap = swap
-        ctx.compute_dtype = compute_dtype
         return out
 
     @staticmethod
@@ -68,40 +58,38 @@ class _GatherGemmScatter(torch.autograd.Function):
     @staticmethod
     def _backward(ctx, grad_out):
         feats, weight = ctx.saved_tensors
+        grad_out = grad_out.to(feats.dtype)
         kernel_map = ctx.kernel_map
         in_idx, out_idx = kernel_map.in_indices, kernel_map.out_indices
         if ctx.swap:
             in_idx, out_idx = out_idx, in_idx
-        low_grad = grad_out.to(ctx.compute_dtype).contiguous()
-        low_feats, low_weight = feats.to(ctx.compute_dtype), weight.to(ctx.compute_dtype)
+        grad_out = grad_out.contiguous()
         grad_feats = grad_weight = None
         need_feats, need_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         if need_feats:
             grad_feats = torch.zeros_like(feats)
         if need_weight:
-            low_grad_weight = torch.zeros_like(low_weight)
+            grad_weight = torch.zeros_like(weight)
         center = kernel_map.identity_offset
         if center is not None:
             if need_feats:
-                grad_feats += low_grad @ low_weight[center].t()
+                grad_feats += grad_out @ weight[center].t()
             if need_weight:
-                low_grad_weight[center] = low_feats.t() @ low_grad
+                grad_weight[center] = feats.t() @ grad_out
         if kernel_map.num_pairs:
-            grad_rows = low_grad.index_select(0, out_idx)
+            grad_rows = grad_out.index_select(0, out_idx)
             if need_weight:
-                gathered = low_feats.index_select(0, in_idx)
+                gathered = feats.index_select(0, in_idx)
             if need_feats:
                 grad_in_rows = grad_rows.new_empty(grad_rows.shape[0], weight.shape[1])
             for k, rows in _offset_slices(kernel_map):
                 if need_weight:
-                    torch.mm(gathered[rows].t(), grad_rows[rows], out=low_grad_weight[k])
+                    torch.mm(gathered[rows].t(), grad_rows[rows], out=grad_weight[k])
                 if need_feats:
-                    torch.mm(grad_rows[rows], low_weight[k].t(), out=grad_in_rows[rows])
+                    torch.mm(grad_rows[rows], weight[k].t(), out=grad_in_rows[rows])
             if need_feats:
-                grad_feats.index_add_(0, in_idx, grad_in_rows.to(feats.dtype))
-        if need_weight:
-            grad_weight = low_grad_weight.to(weight.dtype)
-        return grad_feats, grad_weight, None, None, None, None
+                grad_feats.index_add_(0, in_idx, grad_in_rows)
+        return grad_feats, grad_weight, None, None, None
 
 
 def gather_gemm_scatter(
@@ -112,18 +100,10 @@ def gather_gemm_scatter(
     `transposed=False`: from the map's input cells to its output cells (result (num_out, C_out)).
     `transposed=True`: the transposed conv, from the map's output cells back to its input cells
     (result (num_in, C_out)); pair (i, o, k) then sends feats[o] @ weight[k] to cell i.
-    Inside a CPU autocast region the matmuls run in the region's dtype (bfloat16: 2.5x the
-    float32 matmul rate on a CPU with AVX-512 BF16) and the sums over offsets stay in the
-    features' dtype, which the result keeps.
     """
     num_out = kernel_map.num_in if transposed else kernel_map.num_out
-    compute_dtype = feats.dtype
-    if feats.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
-        compute_dtype = torch.get_autocast_dtype("cpu")
     # Under autocast the weight follows the features' dtype (the cast is differentiable).
-    return _GatherGemmScatter.apply(
-        feats, weight.to(feats.dtype), kernel_map, num_out, transposed, compute_dtype
-    )
+    return _GatherGemmScatter.apply(feats, weight.to(feats.dtype), kernel_map, num_out, transposed)
 
 
 def _cached_map(x: SparseTensor, key, in_coords, out_coords, build):

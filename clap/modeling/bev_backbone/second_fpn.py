@@ -7,13 +7,7 @@ import torch
 from torch import nn
 
 from clap.config import configurable
-from clap.layers import (
-    ShapeSpec,
-    channels_last_weights,
-    cpu_autocast,
-    parse_cpu_autocast_dtype,
-    to_float32,
-)
+from clap.layers import ShapeSpec, cpu_autocast, parse_cpu_autocast_dtype, to_float32
 
 from .build import BEV_BACKBONE_REGISTRY
 
@@ -105,7 +99,6 @@ class SecondFPN(nn.Module):
                 nn.ReLU(inplace=True),
             ))
             channels = filters
-        channels_last_weights(self, self.cpu_autocast_dtype)
 
     @classmethod
     def from_config(cls, cfg, input_shape: ShapeSpec):

@@ -7,13 +7,7 @@ import torch
 from torch import nn
 
 from clap.config import configurable
-from clap.layers import (
-    ShapeSpec,
-    channels_last_weights,
-    cpu_autocast,
-    parse_cpu_autocast_dtype,
-    to_float32,
-)
+from clap.layers import ShapeSpec, cpu_autocast, parse_cpu_autocast_dtype, to_float32
 from clap.utils.file_io import PathManager
 
 from .build import IMAGE_BACKBONE_REGISTRY
@@ -167,7 +161,6 @@ class ResNet(nn.Module):
         self._freeze(freeze_at)
         if weights:
             self.load_torchvision_checkpoint(weights)
-        channels_last_weights(self, self.cpu_autocast_dtype)
 
     @classmethod
     def from_config(cls, cfg):

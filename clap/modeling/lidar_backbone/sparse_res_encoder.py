@@ -101,10 +101,9 @@ class SparseResEncoder(nn.Module):
             backend: "torch", "torchsparse" or "spconv" ("auto" resolves for a CPU model).
             mask_ratio: fraction of occupied blocks dropped in training (0 disables masking).
             mask_block_size: block edge in input voxels.
-            cpu_autocast_dtype: "bfloat16" computes CPU inputs under autocast: the sparse
-                convs' matmuls (with the torch backend; their gathers, sums over offsets and
-                batch norms stay float32) and the dense conv (output float32;
-                clap/layers/autocast.py), "" in float32.
+            cpu_autocast_dtype: "bfloat16" computes the dense conv of CPU volumes under
+                autocast (output float32; clap/layers/autocast.py; the sparse convs stay
+                float32, their gathers and scatters are slower in bfloat16), "" in float32.
         """
         super().__init__()
         if len(stage_channels) != len(num_blocks):
@@ -209,20 +208,18 @@ class SparseResEncoder(nn.Module):
             voxel_features, voxel_coords = voxel_features[keep], voxel_coords[keep]
 
         volume_shape = self.grid.volume_shape
-        with cpu_autocast(self.cpu_autocast_dtype, voxel_features) as region:
-            if voxel_coords.shape[0] == 0:
-                dense = voxel_features.new_zeros(
-                    (batch_size, self.sparse_out_channels) + volume_shape
-                )
-            else:
-                x = SparseTensor(
-                    voxel_features, voxel_coords, self.grid.input_grid_size, batch_size,
-                    backend=self.backend,
-                )
-                x = self.stem(x)
-                for stage in self.stages:
-                    x = stage(x)
-                dense = x.to_dense(volume_shape)
+        if voxel_coords.shape[0] == 0:
+            dense = voxel_features.new_zeros((batch_size, self.sparse_out_channels) + volume_shape)
+        else:
+            x = SparseTensor(
+                voxel_features, voxel_coords, self.grid.input_grid_size, batch_size,
+                backend=self.backend,
+            )
+            x = self.stem(x)
+            for stage in self.stages:
+                x = stage(x)
+            dense = x.to_dense(volume_shape)
+        with cpu_autocast(self.cpu_autocast_dtype, dense) as region:
             volume = self.dense_head(dense)
         if region is not None:
             volume = to_float32(volume)
