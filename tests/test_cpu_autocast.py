@@ -80,4 +80,3 @@ def test_cpu_autocast_is_inert_off_and_rejects_unknown_dtypes():
         assert torch.mm(torch.ones(2, 2), torch.ones(2, 2)).dtype == torch.bfloat16
     with pytest.raises(ValueError, match="MODEL.CPU_AUTOCAST_DTYPE"):
         parse_cpu_autocast_dtype("float16")
-

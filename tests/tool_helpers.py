@@ -7,13 +7,13 @@ from types import ModuleType
 from typing import List
 
 import torch
+from nuscenes_frame_helpers import FRAME_ROOT
 
 from clap.config import get_cfg
 from clap.modeling import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_CLAP = ROOT / "tests" / "configs" / "clap_tiny.yaml"
-FRAME_ROOT = ROOT / "tests" / "data" / "nuscenes_frame"
 
 
 def load_tool(name: str) -> ModuleType:

@@ -414,7 +414,6 @@ def _pretrainings_of(method: str) -> List[str]:
     return [method]
 
 
-
 def drop_periodic_checkpoints(stage_dir: str) -> List[str]:
     """Delete a finished stage's periodic checkpoints (`model_0000099.pth`, ...), keeping
     `model_final.pth`: nothing reads them once the stage has its final checkpoint, and they are

@@ -89,7 +89,7 @@ def build_optimizer(cfg, model: torch.nn.Module) -> torch.optim.Optimizer:
         raise ValueError(f"{type(model).__name__} has no trainable parameters to optimise")
     name = solver.OPTIMIZER
     # One fused kernel over all parameters instead of a loop of per-tensor ops (on CPU, the
-    # clap_cpu model's AdamW step: 29 -> 9 ms; docs/performance.md).
+    # clap_cpu model's AdamW step: 31 -> 10 ms; docs/performance.md).
     fused = _fused_kernel_available(groups)
     if name == "AdamW":
         return torch.optim.AdamW(
