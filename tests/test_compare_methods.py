@@ -1,6 +1,7 @@
 """tools/compare_methods.py bookkeeping with a fake stage runner (no training), and the
 statistics of its table."""
 
+import dataclasses
 import json
 import math
 import os
@@ -270,8 +271,11 @@ def test_cpu_preset_generates_its_world_once_and_trains_on_label_fractions(tmp_p
     assert len(preset.fractions) >= 2 and len(preset.seeds) >= 3
     assert set(preset.protocols) == {"finetune", "probe"}
     assert preset.world["--scenes"] >= 40
-    estimate = compare_methods.estimate_seconds(preset, jobs=preset.jobs)
-    assert estimate["total"] <= 3 * 3600 and preset.jobs == 2
+    # the probe protocol, data and pre-training included, fits 3 hours on 2 cores; the
+    # fine-tuning protocol's 800 iterations at batch 2 do not (docs/comparison.md)
+    probe_only = dataclasses.replace(preset, protocols=["probe"])
+    assert compare_methods.estimate_seconds(probe_only, jobs=preset.jobs)["total"] <= 3 * 3600
+    assert preset.jobs == 2
 
     runner = FakeRunner(CPU_TEST)
     argv = ["--preset", "cpu", "--output", str(tmp_path), "--methods", "scratch", "clap",
