@@ -6,7 +6,7 @@ import re
 
 import pytest
 import torch
-from tool_helpers import TINY_CLAP, frame_overrides, load_tool, seeded_model, tiny_clap_cfg
+from tool_helpers import TINY_CLAP, load_tool, seeded_model
 
 from clap.data.box_ops import points_in_boxes
 from clap.data.build import build_test_loader
@@ -16,18 +16,8 @@ from clap.modeling.ray_sampler.curvature import WeightedRaySampler
 
 
 @pytest.fixture(scope="module")
-def overrides(tmp_path_factory):
-    return frame_overrides(tmp_path_factory.mktemp("cache"))
-
-
-@pytest.fixture(scope="module")
-def cfg(overrides):
-    return tiny_clap_cfg(overrides)
-
-
-@pytest.fixture(scope="module")
-def batches(cfg):
-    return list(build_test_loader(cfg, cfg.DATASETS.TRAIN[0]))
+def batches(tiny_clap):
+    return list(build_test_loader(tiny_clap, tiny_clap.DATASETS.TRAIN[0]))
 
 
 class _ObjectsOnly(WeightedRaySampler):
@@ -42,24 +32,24 @@ def _sampler_like(sampler, cls, num_lidar_rays):
                point_cloud_range=sampler.point_cloud_range, min_distance=sampler.min_distance)
 
 
-def test_the_frame_has_candidate_points_in_its_boxes(cfg, batches):
+def test_the_frame_has_candidate_points_in_its_boxes(tiny_clap, batches):
     (batch,) = batches
     boxes = batch["gt_boxes"][0].numpy()
     assert boxes.shape[0] > 0
-    candidates = seeded_model(cfg).ray_sampler.candidates(batch)
+    candidates = seeded_model(tiny_clap).ray_sampler.candidates(batch)
     inside = torch.from_numpy(points_in_boxes(batch["points"].numpy(), boxes).any(axis=1))
     assert torch.equal(points_on_objects(batch), inside)
     # enough object candidates for a whole ray budget drawn among them alone
-    assert int((inside & candidates).sum()) > cfg.MODEL.RAY_SAMPLER.NUM_LIDAR_RAYS
+    assert int((inside & candidates).sum()) > tiny_clap.MODEL.RAY_SAMPLER.NUM_LIDAR_RAYS
     assert int((~inside & candidates).sum()) > 0
 
 
 def test_a_sampler_of_object_points_only_is_enriched_by_one_over_the_candidate_share(
-    cfg, batches
+    tiny_clap, batches
 ):
-    model = seeded_model(cfg)
+    model = seeded_model(tiny_clap)
     model.ray_sampler = _sampler_like(
-        model.ray_sampler, _ObjectsOnly, cfg.MODEL.RAY_SAMPLER.NUM_LIDAR_RAYS)
+        model.ray_sampler, _ObjectsOnly, tiny_clap.MODEL.RAY_SAMPLER.NUM_LIDAR_RAYS)
     model.ray_sampler.use_uniform = True  # forced off during the measurement
     result = object_share_of_rays(model, batches)
     (batch,) = batches
@@ -72,11 +62,12 @@ def test_a_sampler_of_object_points_only_is_enriched_by_one_over_the_candidate_s
     assert result["enrichment"] == pytest.approx(1.0 / expected_share)
     assert result["num_frames"] == 1
     assert result["num_candidates"] == int(candidates.sum())
-    assert result["num_rays"] == result["num_object_rays"] == cfg.MODEL.RAY_SAMPLER.NUM_LIDAR_RAYS
+    rays = tiny_clap.MODEL.RAY_SAMPLER.NUM_LIDAR_RAYS
+    assert result["num_rays"] == result["num_object_rays"] == rays
 
 
-def test_uniform_sampling_is_not_enriched(cfg, batches):
-    model = seeded_model(cfg)
+def test_uniform_sampling_is_not_enriched(tiny_clap, batches):
+    model = seeded_model(tiny_clap)
     model.ray_sampler = _sampler_like(model.ray_sampler, Uniform, 8192)
     result = object_share_of_rays(model, batches * 4, seed=1)  # 4 draws of the frame
     assert result["num_rays"] == 4 * 8192
@@ -84,8 +75,8 @@ def test_uniform_sampling_is_not_enriched(cfg, batches):
     assert result["enrichment"] == pytest.approx(1.0, abs=0.1)
 
 
-def test_training_mode_sampler_flag_and_rng_state_are_restored(cfg, batches):
-    model = seeded_model(cfg).train()
+def test_training_mode_sampler_flag_and_rng_state_are_restored(tiny_clap, batches):
+    model = seeded_model(tiny_clap).train()
     sampler = model.ray_sampler
     assert type(sampler).__name__ == "Curvature"
     sampler.use_uniform = True
@@ -103,8 +94,8 @@ def test_training_mode_sampler_flag_and_rng_state_are_restored(cfg, batches):
     assert not model.training and sampler.use_uniform is False
 
 
-def test_the_same_seed_picks_the_same_rays(cfg, batches):
-    model = seeded_model(cfg)
+def test_the_same_seed_picks_the_same_rays(tiny_clap, batches):
+    model = seeded_model(tiny_clap)
     first, second = (object_share_of_rays(model, batches, seed=2) for _ in range(2))
     assert first == second
 
@@ -114,22 +105,24 @@ def test_a_model_that_is_not_clap_is_refused(batches):
         object_share_of_rays(torch.nn.Linear(2, 2), batches)
 
 
-def test_cli_writes_the_shares_of_the_loaded_weights(cfg, overrides, batches, tmp_path):
-    model = seeded_model(cfg, 1)
+def test_cli_writes_the_shares_of_the_loaded_weights(
+    tiny_clap, tiny_clap_overrides, batches, tmp_path
+):
+    model = seeded_model(tiny_clap, 1)
     weights = tmp_path / "model.pth"
     torch.save({"model": model.state_dict()}, weights)
     output = tmp_path / "choice" / "ray_choice.json"
     result = load_tool("ray_choice").main([
         "--config-file", str(TINY_CLAP), "--weights", str(weights),
-        "--dataset", cfg.DATASETS.TRAIN[0], "--max-frames", "1", "--seed", "3",
+        "--dataset", tiny_clap.DATASETS.TRAIN[0], "--max-frames", "1", "--seed", "3",
         "--json", str(output),
-    ] + overrides)
+    ] + tiny_clap_overrides)
     written = json.loads(output.read_text())
     assert written == result
     assert written["weights"] == str(weights)
     assert written["config_file"] == str(TINY_CLAP)
-    assert written["dataset"] == cfg.DATASETS.TRAIN[0]
-    assert written["opts"] == overrides
+    assert written["dataset"] == tiny_clap.DATASETS.TRAIN[0]
+    assert written["opts"] == tiny_clap_overrides
     assert written["seed"] == 3
     assert written["num_frames"] == 1
     expected = object_share_of_rays(model, batches, seed=3)
@@ -137,11 +130,12 @@ def test_cli_writes_the_shares_of_the_loaded_weights(cfg, overrides, batches, tm
     assert written["weight_object_share"] == pytest.approx(expected["weight_object_share"])
 
 
-def test_cli_names_missing_weights_and_missing_test_set(overrides, tmp_path):
+def test_cli_names_missing_weights_and_missing_test_set(tiny_clap_overrides, tmp_path):
     tool = load_tool("ray_choice")
     missing = tmp_path / "missing.pth"
     with pytest.raises(FileNotFoundError, match=re.escape(str(missing))):
         tool.main(["--config-file", str(TINY_CLAP), "--weights", str(missing),
-                   "--dataset", "nuscenes_v1.0-mini_mini_train"] + overrides)
+                   "--dataset", "nuscenes_v1.0-mini_mini_train"] + tiny_clap_overrides)
     with pytest.raises(ValueError, match="DATASETS.TEST"):
-        tool.main(["--config-file", str(TINY_CLAP), "--weights", str(missing)] + overrides)
+        tool.main(["--config-file", str(TINY_CLAP), "--weights", str(missing)]
+                  + tiny_clap_overrides)
