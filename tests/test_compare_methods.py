@@ -425,3 +425,23 @@ def test_report_pairs_the_rows_the_claims_compare(tmp_path):
     assert contrasts[("clap", "unipad_merge", "mAP")]["mean"] == pytest.approx(0.10)
     assert contrasts[("clap", "unipad_merge", "mAP")]["num_pairs"] == 2
     assert "| `clap` - `unipad_merge` | +10.00 [" in (tmp_path / "comparison.md").read_text()
+
+
+def test_report_only_tabulates_the_finished_cells_of_several_runs_and_runs_nothing(tmp_path):
+    run(tmp_path, FakeRunner(), methods=("scratch", "clap"), seeds=("0", "1"))
+    run(tmp_path, FakeRunner(), methods=("scratch", "clap"), seeds=("0",), protocols=("probe",))
+    idle = FakeRunner()
+    report = run(tmp_path, idle, methods=("scratch", "clap"), seeds=("0", "1", "2"),
+                 protocols=("finetune", "probe"), extra=("--report-only",))
+
+    assert idle.commands == []
+    assert sorted((c["protocol"], c["method"], c["seed"]) for c in report["cells"]) == [
+        ("finetune", "clap", 0), ("finetune", "clap", 1),
+        ("finetune", "scratch", 0), ("finetune", "scratch", 1),
+        ("probe", "clap", 0), ("probe", "scratch", 0)]
+    gain = next(g for g in report["gains"] if g["protocol"] == "finetune" and g["metric"] == "mAP")
+    assert gain["num_pairs"] == 2
+    assert gain["mean"] == pytest.approx(((0.20 - 0.10) + (0.30 - 0.14)) / 2)
+    with open(tmp_path / "comparison.json") as f:
+        assert len(json.load(f)["cells"]) == 6
+    assert "Gain over scratch" in (tmp_path / "comparison.md").read_text()

@@ -21,7 +21,8 @@ in its own OUTPUT_DIR, or the weight merge), its console output in `<stage dir>/
 run is resumable: a cell whose `result.json` exists is not run again, a finished training stage
 is reused (after checking its iteration count), and an interrupted stage continues from its last
 checkpoint (`--resume`); a finished stage keeps only its final checkpoint. The console shows
-cells done / total with an ETA.
+cells done / total with an ETA. `--report-only` writes the report of the cells finished so far
+(e.g. of several runs into the same output with other `--methods` or `--fractions`).
 
     python tools/compare_methods.py --preset small --output output/comparison_small
     python tools/compare_methods.py --preset cpu --output output/comparison_cpu
@@ -728,8 +729,18 @@ class Comparison:
                     future.result()
         results = [outcomes[c]["result"] for c in cells if "result" in outcomes[c]]
         failures = [outcomes[c]["failure"] for c in cells if "failure" in outcomes[c]]
+        return self.write_report(results, failures)
+
+    def finished_results(self) -> List[dict]:
+        """The results of the cells that have their `result.json`; nothing is run."""
+        return [self.run_cell(cell) for cell in self.cells()
+                if os.path.isfile(os.path.join(self.cell_dir(cell), "result.json"))]
+
+    def write_report(self, results: Sequence[dict], failures: Sequence[dict] = ()) -> dict:
+        """Tabulate `results` (cells' result.json contents) and write comparison.json,
+        comparison.md and comparison.png into the output folder; returns the report."""
         report = summarize(results, self.methods, self.preset.protocols, self.preset.fractions)
-        report["failures"] = failures
+        report["failures"] = list(failures)
         report["signal"] = {
             protocol: signal_check([e for e in report["summary"] if e["protocol"] == protocol])
             for protocol in dict.fromkeys(e["protocol"] for e in report["summary"])}
@@ -1016,6 +1027,8 @@ def parse_args(argv=None):
                         help="DATASETS.ROOT of every stage (preset's; no world is generated)")
     parser.add_argument("--estimate", action="store_true",
                         help="print the preset's time estimate and exit")
+    parser.add_argument("--report-only", action="store_true",
+                        help="write the report from the cells finished so far and run nothing")
     return parser.parse_args(argv)
 
 
@@ -1041,9 +1054,14 @@ def main(argv=None, runner: Callable[[Sequence[str], str], None] = run_subproces
                 ", ".join(f"{k} {v / 60:.0f} min" for k, v in estimate.items() if k != "total"))
     if args.estimate:
         return {"estimate": estimate}
+    comparison = Comparison(preset, args.output, args.methods, args.num_gpus, runner)
+    if args.report_only:
+        report = comparison.write_report(comparison.finished_results())
+        logger.info("Report of %d finished cell(s):\n%s", len(report["cells"]),
+                    format_report(report))
+        return report
     start = time.perf_counter()
-    report = Comparison(preset, args.output, args.methods, args.num_gpus, runner).run(
-        progress, preset.jobs)
+    report = comparison.run(progress, preset.jobs)
     logger.info("Done in %.1f min:\n%s", (time.perf_counter() - start) / 60,
                 format_report(report))
     return report
