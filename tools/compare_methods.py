@@ -973,6 +973,8 @@ def plot_report(report: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     protocols = list(dict.fromkeys(e["protocol"] for e in report["summary"]))
+    # one colour per label fraction in every panel, also where a protocol lacks a fraction
+    colours = {f: f"C{i}" for i, f in enumerate(sorted({e["fraction"] for e in report["summary"]}))}
     figure, axes = plt.subplots(len(METRICS), len(protocols), squeeze=False,
                                 figsize=(6.5 * len(protocols), 3.6 * len(METRICS)))
     for column, protocol in enumerate(protocols):
@@ -989,7 +991,8 @@ def plot_report(report: dict, path: str) -> None:
                 present = [m for m in methods if m in by_method]
                 axis.bar(xs, [100 * by_method[m][f"{metric}_mean"] for m in present], width,
                          yerr=[100 * by_method[m][f"{metric}_std"] for m in present],
-                         capsize=3, label=f"{format_fraction(fraction)} labels")
+                         capsize=3, color=colours[fraction],
+                         label=f"{format_fraction(fraction)} labels")
             axis.set_xticks(range(len(methods)))
             axis.set_xticklabels(methods, rotation=30, ha="right", fontsize=8)
             axis.set_ylabel(f"{metric} (%)")
