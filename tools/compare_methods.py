@@ -299,7 +299,8 @@ def get_preset(name: str) -> Preset:
             step_seconds={**_CPU_STEP_SECONDS, "finetune": 1.5},
             # one single-threaded stage per core
             jobs=2,
-            expected_hours="about 2.3 h on 2 idle CPU cores (--estimate)",
+            expected_hours="about 4.8 h on 2 idle CPU cores, the probe protocol alone 1.7 h "
+                           "(--estimate)",
         )
     if name == "paper":
         return Preset(
@@ -468,6 +469,10 @@ class Comparison:
         return os.path.join(self.output_dir, cell.protocol, cell.method,
                             f"fraction_{cell.fraction:g}", f"seed_{cell.seed}")
 
+    def result_path(self, cell: Cell) -> str:
+        """The cell's result.json: it exists once the cell is finished."""
+        return os.path.join(self.cell_dir(cell), "result.json")
+
     def probe_cache_dir(self, method: str) -> str:
         return os.path.join(self.output_dir, "probe_cache", method)
 
@@ -604,7 +609,7 @@ class Comparison:
     def run_cell(self, cell: Cell) -> dict:
         """Train and evaluate one cell unless its result.json exists; returns the result."""
         output = self.cell_dir(cell)
-        result_path = os.path.join(output, "result.json")
+        result_path = self.result_path(cell)
         max_iter = self.iterations(cell.protocol)
         if os.path.isfile(result_path):
             with open(result_path) as f:
@@ -700,8 +705,7 @@ class Comparison:
             raise ValueError(f"jobs must be at least 1, got {jobs}")
         self.prepare_data()
         cells = self.cells()
-        finished = sum(os.path.isfile(os.path.join(self.cell_dir(c), "result.json"))
-                       for c in cells)
+        finished = sum(os.path.isfile(self.result_path(c)) for c in cells)
         if jobs > 1:
             self._pretrain_all(cells, jobs)
         groups: Dict[tuple, List[Cell]] = {}
@@ -714,8 +718,7 @@ class Comparison:
 
             def run_group(group: List[Cell]) -> None:
                 for cell in group:
-                    pending = not os.path.isfile(os.path.join(self.cell_dir(cell),
-                                                              "result.json"))
+                    pending = not os.path.isfile(self.result_path(cell))
                     try:
                         outcomes[cell] = {"result": self.run_cell(cell)}
                     except RuntimeError as error:  # a failed stage; the other cells still run
@@ -734,7 +737,7 @@ class Comparison:
     def finished_results(self) -> List[dict]:
         """The results of the cells that have their `result.json`; nothing is run."""
         return [self.run_cell(cell) for cell in self.cells()
-                if os.path.isfile(os.path.join(self.cell_dir(cell), "result.json"))]
+                if os.path.isfile(self.result_path(cell))]
 
     def write_report(self, results: Sequence[dict], failures: Sequence[dict] = ()) -> dict:
         """Tabulate `results` (cells' result.json contents) and write comparison.json,
