@@ -445,3 +445,32 @@ def test_report_only_tabulates_the_finished_cells_of_several_runs_and_runs_nothi
     with open(tmp_path / "comparison.json") as f:
         assert len(json.load(f)["cells"]) == 6
     assert "Gain over scratch" in (tmp_path / "comparison.md").read_text()
+
+
+def test_label_trend_is_the_paired_change_of_the_gain_from_the_largest_to_the_smallest_fraction():
+    def cell(method, fraction, seed, value):
+        return {"method": method, "protocol": "finetune", "fraction": fraction, "seed": seed,
+                "mAP": value, "NDS": value + 0.1}
+
+    cells = [cell("scratch", 1.0, s, v) for s, v in enumerate((0.30, 0.34, 0.32))]
+    cells += [cell("clap", 1.0, s, v) for s, v in enumerate((0.31, 0.34, 0.33))]
+    cells += [cell("scratch", 0.1, s, v) for s, v in enumerate((0.10, 0.12, 0.11))]
+    cells += [cell("clap", 0.1, s, v) for s, v in enumerate((0.14, 0.15, 0.17))]
+    report = compare_methods.summarize(cells, ["scratch", "clap"], ["finetune"], [1.0, 0.1])
+
+    trend = next(t for t in report["label_trends"] if t["metric"] == "mAP")
+    # gains per seed: 0.01, 0.00, 0.01 at 100%; 0.04, 0.03, 0.06 at 10%
+    expected = paired_difference({0: 0.04, 1: 0.03, 2: 0.06}, {0: 0.01, 1: 0.0, 2: 0.01})
+    assert (trend["small_fraction"], trend["large_fraction"]) == (0.1, 1.0)
+    assert trend["mean"] == pytest.approx(expected.mean) == pytest.approx(0.11 / 3)
+    assert (trend["low"], trend["high"]) == (pytest.approx(expected.low),
+                                             pytest.approx(expected.high))
+    assert trend["significant"] == expected.significant
+    report["finetune_iters"] = 800
+    table = compare_methods.format_report(report)
+    assert "| Gain at 10% - gain at 100% | mAP | NDS |" in table
+    assert f"| CLAP (curvature + prototypes) | {100 * expected.mean:+.2f} [" in table
+
+    one_fraction = compare_methods.summarize(cells[:6], ["scratch", "clap"], ["finetune"], [1.0])
+    assert one_fraction["label_trends"] == []
+    assert "Gain at" not in compare_methods.format_report({**one_fraction, "finetune_iters": 800})

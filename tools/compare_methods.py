@@ -13,7 +13,8 @@ SimIPU, CLAP with joint uniform sampling, CLAP with curvature sampling, full CLA
    - `probe`: the pre-trained LiDAR and image backbones frozen, their features computed once
      per frame and cached, only the layers after them trained (projects/probe),
 3. write `<output>/comparison.md` (mean +- std per method, protocol and fraction; the gain over
-   scratch with a 95% confidence interval paired by seed; which gains are significant),
+   scratch with a 95% confidence interval paired by seed; which gains are significant; how
+   each gain changes from the largest label fraction to the smallest),
    `<output>/comparison.json` (every cell and the aggregates) and `<output>/comparison.png`.
 
 Every stage is a subprocess (the data generator, a training entry point with KEY VALUE overrides
@@ -797,6 +798,40 @@ def _paired(cells: Sequence[dict], method: str, baseline: str, protocol: str,
     return differences
 
 
+def _gains_by_seed(cells: Sequence[dict], method: str, protocol: str, fraction: float,
+                   metric: str) -> Dict[int, float]:
+    """seed -> `method` - scratch at one fraction, for the seeds both have."""
+    scores = _scores(cells, method, protocol, fraction, metric)
+    scratch = _scores(cells, "scratch", protocol, fraction, metric)
+    return {seed: scores[seed] - scratch[seed] for seed in set(scores) & set(scratch)}
+
+
+def _label_trends(cells: Sequence[dict], method: str, protocol: str,
+                  fractions: Sequence[float]) -> List[dict]:
+    """Per metric, `method`'s gain over scratch at the smallest of `fractions` minus its gain
+    at the largest, paired by seed (positive: the gain grows as labels shrink); entries as
+    `_paired`'s with "small_fraction" and "large_fraction" instead of "fraction" and
+    "baseline"; empty without two fractions that share a paired seed."""
+    with_gains = [f for f in fractions
+                  if _gains_by_seed(cells, method, protocol, f, "mAP")]
+    if len(with_gains) < 2:
+        return []
+    small, large = min(with_gains), max(with_gains)
+    if not set(_gains_by_seed(cells, method, protocol, small, "mAP")) & set(
+            _gains_by_seed(cells, method, protocol, large, "mAP")):
+        return []
+    trends = []
+    for metric in METRICS:
+        difference = paired_difference(_gains_by_seed(cells, method, protocol, small, metric),
+                                       _gains_by_seed(cells, method, protocol, large, metric))
+        trends.append({"method": method, "protocol": protocol, "small_fraction": small,
+                       "large_fraction": large, "metric": metric, "mean": difference.mean,
+                       "low": difference.low, "high": difference.high,
+                       "p_value": difference.p_value, "num_pairs": difference.num_pairs,
+                       "significant": difference.significant})
+    return trends
+
+
 def summarize(cells: Sequence[dict], methods: Sequence[str], protocols: Sequence[str],
               fractions: Sequence[float]) -> dict:
     """{"cells": [...], "summary": [...], "gains": [...], "contrasts": [...]}.
@@ -805,9 +840,11 @@ def summarize(cells: Sequence[dict], methods: Sequence[str], protocols: Sequence
     "fraction", "num_seeds", "mAP_mean", "mAP_std", "NDS_mean", "NDS_std"} over the seeds.
     "gains": per method other than scratch, protocol, fraction and metric, the paired
     difference to scratch over the seeds both have (`_paired`'s entries). "contrasts": the same
-    for the pairs of CONTRASTS whose methods are both in `methods`.
+    for the pairs of CONTRASTS whose methods are both in `methods`. "label_trends": per method
+    other than scratch, protocol and metric, the gain at the smallest fraction minus the gain
+    at the largest (`_label_trends`), where two fractions have gains.
     """
-    summary, gains, contrasts = [], [], []
+    summary, gains, contrasts, trends = [], [], [], []
     for protocol in protocols:
         for fraction in fractions:
             for method in methods:
@@ -825,7 +862,11 @@ def summarize(cells: Sequence[dict], methods: Sequence[str], protocols: Sequence
             for method, baseline in CONTRASTS:
                 if method in methods and baseline in methods:
                     contrasts += _paired(cells, method, baseline, protocol, fraction)
-    return {"cells": list(cells), "summary": summary, "gains": gains, "contrasts": contrasts}
+        for method in methods:
+            if method != "scratch":
+                trends += _label_trends(cells, method, protocol, fractions)
+    return {"cells": list(cells), "summary": summary, "gains": gains, "contrasts": contrasts,
+            "label_trends": trends}
 
 
 def _title(method: str, protocol: str) -> str:
@@ -878,6 +919,8 @@ def format_report(report: dict) -> str:
         lines += _format_contrasts([c for c in report.get("contrasts", [])
                                     if c["protocol"] == protocol and c["num_pairs"] >= 2],
                                    fractions)
+        lines += _format_label_trends([t for t in report.get("label_trends", [])
+                                       if t["protocol"] == protocol and t["num_pairs"] >= 2])
         lines += [format_signal(signal_check(entries)), ""]
     return "\n".join(lines)
 
@@ -965,6 +1008,25 @@ def _format_contrasts(contrasts: Sequence[dict], fractions: Sequence[float]) -> 
         lines.append("| " + " | ".join(row) + " |")
     return lines + ["", "Differences between rows the paper's claims compare (the ablation's "
                         "steps, CLAP against UniPAD), paired by seed as the gains.", ""]
+
+
+def _format_label_trends(trends: Sequence[dict]) -> List[str]:
+    """The table of `_label_trends` of one protocol (nothing without one)."""
+    if not trends:
+        return []
+    small, large = trends[0]["small_fraction"], trends[0]["large_fraction"]
+    by_key = {(t["method"], t["metric"]): t for t in trends}
+    header = [f"Gain at {format_fraction(small)} - gain at {format_fraction(large)}"] + list(
+        METRICS)
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for method in dict.fromkeys(t["method"] for t in trends):
+        row = [METHOD_TITLES.get(method, method)]
+        row += ["-" if (method, m) not in by_key else _interval(by_key[(method, m)])
+                for m in METRICS]
+        lines.append("| " + " | ".join(row) + " |")
+    return lines + ["", "Positive: the gain over scratch grows as labels shrink; per seed, the "
+                        "gain at the smaller fraction minus the gain at the larger, paired by "
+                        "seed as the gains.", ""]
 
 
 def plot_report(report: dict, path: str) -> None:
