@@ -474,3 +474,50 @@ def test_label_trend_is_the_paired_change_of_the_gain_from_the_largest_to_the_sm
     one_fraction = compare_methods.summarize(cells[:6], ["scratch", "clap"], ["finetune"], [1.0])
     assert one_fraction["label_trends"] == []
     assert "Gain at" not in compare_methods.format_report({**one_fraction, "finetune_iters": 800})
+
+
+class EvaluatingRunner(FakeRunner):
+    """Also writes the metrics.json of a training that evaluated halfway (mAP 0.05 lower than
+    at the end) and was resumed once after that evaluation (its record written twice)."""
+
+    def __call__(self, command, log_path):
+        super().__call__(command, log_path)
+        if "OUTPUT_DIR" not in command:  # the data generator or the merge tool
+            return
+        output = option(command, "OUTPUT_DIR")
+        summary = os.path.join(output, "inference", self.test_dataset, "metrics_summary.json")
+        if not os.path.isfile(summary):  # a pre-training
+            return
+        with open(summary) as f:
+            final = json.load(f)["mean_ap"]
+        max_iter = int(option(command, "SOLVER.MAX_ITER"))
+        key = f"{self.test_dataset}/"
+        records = [{"iteration": 0, "total_loss": 1.0}]
+        records += [{"iteration": max_iter // 2 - 1, key + "mAP": final - s, key + "NDS": 0.0}
+                    for s in (0.9, 0.05)]  # the resumed run's record wins
+        records += [{"iteration": max_iter, key + "mAP": final, key + "NDS": final + 0.1}]
+        with open(os.path.join(output, "metrics.json"), "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in records)
+
+
+def test_report_shows_every_evaluation_during_training_with_its_gain(tmp_path):
+    report = run(tmp_path, EvaluatingRunner(), methods=("scratch", "clap"))
+    half = compare_methods.get_preset("small").finetune_iters // 2
+
+    cell = next(c for c in report["cells"] if c["method"] == "clap" and c["seed"] == 1)
+    assert cell["evaluations"] == [
+        {"iterations": half, "mAP": pytest.approx(0.25), "NDS": 0.0},
+        {"iterations": 2 * half, "mAP": pytest.approx(0.30), "NDS": pytest.approx(0.40)}]
+    curve = report["evaluation_curve"]
+    clap_half = next(e for e in curve["summary"]
+                     if e["method"] == "clap" and e["iterations"] == half)
+    assert clap_half["mAP_mean"] == pytest.approx(0.20)  # (0.15 + 0.25) / 2
+    gain = next(g for g in curve["gains"] if g["iterations"] == half and g["metric"] == "mAP")
+    assert gain["mean"] == pytest.approx(((0.15 - 0.05) + (0.25 - 0.09)) / 2)
+    table = (tmp_path / "comparison.md").read_text()
+    assert f"| mAP during training | 100%, {half} its | 100%, {2 * half} its |" in table
+    assert "| CLAP (curvature + prototypes) | 20.00 +- 7.07; +13.00 [" in table
+
+    plain = run(tmp_path / "plain", FakeRunner(), methods=("scratch", "clap"))
+    assert plain["cells"][0]["evaluations"] == []
+    assert "mAP during training" not in (tmp_path / "plain" / "comparison.md").read_text()

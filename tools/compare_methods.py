@@ -608,7 +608,34 @@ class Comparison:
                           detector=True)
 
     def run_cell(self, cell: Cell) -> dict:
-        """Train and evaluate one cell unless its result.json exists; returns the result."""
+        """Train and evaluate one cell unless its result.json exists; returns the result, with
+        the cell's evaluations during training (`evaluations`) under "evaluations"."""
+        return {**self._train_or_reuse(cell), "evaluations": self.evaluations(cell)}
+
+    def evaluations(self, cell: Cell) -> List[dict]:
+        """Every evaluation of a cell's detector on the test split, from its `metrics.json`
+        (the periodic ones of TEST.EVAL_PERIOD and the final one): [{"iterations" (trained so
+        far), "mAP", "NDS"}] in training order, the last record of an iteration when a resumed
+        run wrote it twice; [] without the file."""
+        path = os.path.join(self.cell_dir(cell), "metrics.json")
+        if not os.path.isfile(path):
+            return []
+        prefix = f"{self.preset.test_dataset}/"
+        max_iter = self.iterations(cell.protocol)
+        by_iterations = {}
+        with open(path) as f:
+            for line in f:
+                record = json.loads(line)
+                if prefix + "mAP" in record:
+                    # periodic records carry the 0-based index of the last step, the final one
+                    # the iteration count
+                    iterations = min(record["iteration"] + 1, max_iter)
+                    by_iterations[iterations] = {"iterations": iterations,
+                                                 "mAP": record[prefix + "mAP"],
+                                                 "NDS": record[prefix + "NDS"]}
+        return [by_iterations[i] for i in sorted(by_iterations)]
+
+    def _train_or_reuse(self, cell: Cell) -> dict:
         output = self.cell_dir(cell)
         result_path = self.result_path(cell)
         max_iter = self.iterations(cell.protocol)
@@ -744,6 +771,8 @@ class Comparison:
         """Tabulate `results` (cells' result.json contents) and write comparison.json,
         comparison.md and comparison.png into the output folder; returns the report."""
         report = summarize(results, self.methods, self.preset.protocols, self.preset.fractions)
+        report["evaluation_curve"] = evaluation_curve(results, self.methods,
+                                                      self.preset.protocols, self.preset.fractions)
         report["failures"] = list(failures)
         report["signal"] = {
             protocol: signal_check([e for e in report["summary"] if e["protocol"] == protocol])
@@ -869,6 +898,49 @@ def summarize(cells: Sequence[dict], methods: Sequence[str], protocols: Sequence
             "label_trends": trends}
 
 
+def evaluation_curve(cells: Sequence[dict], methods: Sequence[str], protocols: Sequence[str],
+                     fractions: Sequence[float]) -> dict:
+    """`summarize`'s "summary" and "gains" at every evaluation during training, from the
+    cells' "evaluations" (`Comparison.evaluations`); each entry gets "iterations"."""
+    by_iterations: Dict[int, List[dict]] = {}
+    for cell in cells:
+        for evaluation in cell.get("evaluations", []):
+            by_iterations.setdefault(evaluation["iterations"], []).append(
+                {**cell, "mAP": evaluation["mAP"], "NDS": evaluation["NDS"]})
+    summary, gains = [], []
+    for iterations, scored in sorted(by_iterations.items()):
+        part = summarize(scored, methods, protocols, fractions)
+        summary += [{**entry, "iterations": iterations} for entry in part["summary"]]
+        gains += [{**gain, "iterations": iterations} for gain in part["gains"]]
+    return {"summary": summary, "gains": gains}
+
+
+def _format_evaluation_curve(curve: dict, protocol: str) -> List[str]:
+    """mAP at every evaluation during training of one protocol, with the gain over scratch
+    (nothing when its cells were evaluated at one iteration count only)."""
+    entries = [e for e in curve.get("summary", []) if e["protocol"] == protocol]
+    columns = sorted({(e["fraction"], e["iterations"]) for e in entries},
+                     key=lambda key: (-key[0], key[1]))
+    if len({iterations for _, iterations in columns}) < 2:
+        return []
+    by_key = {(e["method"], e["fraction"], e["iterations"]): e for e in entries}
+    gains = {(g["method"], g["fraction"], g["iterations"]): g for g in curve["gains"]
+             if g["protocol"] == protocol and g["metric"] == "mAP" and g["num_pairs"] >= 2}
+    header = ["mAP during training"] + [f"{format_fraction(f)}, {i} its" for f, i in columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for method in dict.fromkeys(e["method"] for e in entries):
+        row = [_title(method, protocol)]
+        for fraction, iterations in columns:
+            entry = by_key.get((method, fraction, iterations))
+            gain = gains.get((method, fraction, iterations))
+            text = "-" if entry is None else (
+                f"{_percent(entry['mAP_mean'])} +- {_percent(entry['mAP_std'])}")
+            row.append(text if gain is None else f"{text}; {_interval(gain)}")
+        lines.append("| " + " | ".join(row) + " |")
+    return lines + ["", "mAP in %, mean +- std over the seeds at each evaluation of the same "
+                        "runs; after `;` the gain over scratch [95%], paired by seed.", ""]
+
+
 def _title(method: str, protocol: str) -> str:
     """The row title of a method in a protocol's tables."""
     if method == "scratch" and protocol == "probe":
@@ -921,6 +993,7 @@ def format_report(report: dict) -> str:
                                    fractions)
         lines += _format_label_trends([t for t in report.get("label_trends", [])
                                        if t["protocol"] == protocol and t["num_pairs"] >= 2])
+        lines += _format_evaluation_curve(report.get("evaluation_curve", {}), protocol)
         lines += [format_signal(signal_check(entries)), ""]
     return "\n".join(lines)
 
