@@ -39,7 +39,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -807,24 +807,32 @@ CONTRASTS = (("clap_curvature", "clap_uniform"), ("clap", "clap_curvature"),
              ("clap", "unipad_merge"), ("clap", "unipad"))
 
 
-def _paired(cells: Sequence[dict], method: str, baseline: str, protocol: str,
-            fraction: float) -> List[dict]:
-    """Per metric, `method` - `baseline` paired by seed ({"method", "baseline", "protocol",
-    "fraction", "metric", "mean", "low", "high", "p_value", "num_pairs", "significant"}; 95% t
-    interval); empty when they share no seed."""
-    if not set(_scores(cells, method, protocol, fraction, "mAP")) & set(
-            _scores(cells, baseline, protocol, fraction, "mAP")):
+def _differences(scores_of: Callable[[str], Tuple[Dict[int, float], Dict[int, float]]],
+                 **keys) -> List[dict]:
+    """Per metric, the paired difference (95% t interval) of the two seed -> score maps
+    `scores_of(metric)` returns, as {**keys, "metric", "mean", "low", "high", "p_value",
+    "num_pairs", "significant"}; empty when the two maps share no seed."""
+    treatment, baseline = scores_of("mAP")
+    if not set(treatment) & set(baseline):
         return []
     differences = []
     for metric in METRICS:
-        difference = paired_difference(_scores(cells, method, protocol, fraction, metric),
-                                       _scores(cells, baseline, protocol, fraction, metric))
-        differences.append({"method": method, "baseline": baseline, "protocol": protocol,
-                            "fraction": fraction, "metric": metric, "mean": difference.mean,
+        difference = paired_difference(*scores_of(metric))
+        differences.append({**keys, "metric": metric, "mean": difference.mean,
                             "low": difference.low, "high": difference.high,
                             "p_value": difference.p_value, "num_pairs": difference.num_pairs,
                             "significant": difference.significant})
     return differences
+
+
+def _paired(cells: Sequence[dict], method: str, baseline: str, protocol: str,
+            fraction: float) -> List[dict]:
+    """Per metric, `method` - `baseline` paired by seed (`_differences`' entries with "method",
+    "baseline", "protocol" and "fraction")."""
+    return _differences(
+        lambda metric: (_scores(cells, method, protocol, fraction, metric),
+                        _scores(cells, baseline, protocol, fraction, metric)),
+        method=method, baseline=baseline, protocol=protocol, fraction=fraction)
 
 
 def _gains_by_seed(cells: Sequence[dict], method: str, protocol: str, fraction: float,
@@ -838,27 +846,17 @@ def _gains_by_seed(cells: Sequence[dict], method: str, protocol: str, fraction: 
 def _label_trends(cells: Sequence[dict], method: str, protocol: str,
                   fractions: Sequence[float]) -> List[dict]:
     """Per metric, `method`'s gain over scratch at the smallest of `fractions` minus its gain
-    at the largest, paired by seed (positive: the gain grows as labels shrink); entries as
-    `_paired`'s with "small_fraction" and "large_fraction" instead of "fraction" and
-    "baseline"; empty without two fractions that share a paired seed."""
-    with_gains = [f for f in fractions
-                  if _gains_by_seed(cells, method, protocol, f, "mAP")]
+    at the largest, paired by seed (positive: the gain grows as labels shrink); `_differences`'
+    entries with "method", "protocol", "small_fraction" and "large_fraction"; empty without
+    two fractions with gains that share a seed."""
+    with_gains = [f for f in fractions if _gains_by_seed(cells, method, protocol, f, "mAP")]
     if len(with_gains) < 2:
         return []
     small, large = min(with_gains), max(with_gains)
-    if not set(_gains_by_seed(cells, method, protocol, small, "mAP")) & set(
-            _gains_by_seed(cells, method, protocol, large, "mAP")):
-        return []
-    trends = []
-    for metric in METRICS:
-        difference = paired_difference(_gains_by_seed(cells, method, protocol, small, metric),
-                                       _gains_by_seed(cells, method, protocol, large, metric))
-        trends.append({"method": method, "protocol": protocol, "small_fraction": small,
-                       "large_fraction": large, "metric": metric, "mean": difference.mean,
-                       "low": difference.low, "high": difference.high,
-                       "p_value": difference.p_value, "num_pairs": difference.num_pairs,
-                       "significant": difference.significant})
-    return trends
+    return _differences(
+        lambda metric: (_gains_by_seed(cells, method, protocol, small, metric),
+                        _gains_by_seed(cells, method, protocol, large, metric)),
+        method=method, protocol=protocol, small_fraction=small, large_fraction=large)
 
 
 def summarize(cells: Sequence[dict], methods: Sequence[str], protocols: Sequence[str],
