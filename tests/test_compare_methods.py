@@ -301,6 +301,18 @@ def test_cpu_preset_generates_its_world_once_and_trains_on_label_fractions(tmp_p
     assert again.commands == []  # the world and every cell exist
 
 
+def test_cpu_preset_fine_tunes_the_other_rows_only_when_named(tmp_path):
+    argv = ["--preset", "cpu", "--output", str(tmp_path), "--methods", "scratch", "simipu",
+            "--protocols", "finetune", "--fractions", "1.0", "--seeds", "0"]
+    default = compare_methods.main(argv, runner=FakeRunner(CPU_TEST), progress=False)
+    assert [c["method"] for c in default["cells"]] == ["scratch"]
+
+    named = compare_methods.main(argv + ["--finetune-methods", "scratch", "simipu"],
+                                 runner=FakeRunner(CPU_TEST), progress=False)
+    assert [c["method"] for c in named["cells"]] == ["scratch", "simipu"]
+    assert named["gains"][0]["mean"] == pytest.approx(0.11 - 0.10)
+
+
 def test_progress_line_counts_cells_with_an_eta(tmp_path, capsys):
     compare_methods.main(["--preset", "small", "--output", str(tmp_path), "--seeds", "0", "1",
                           "--methods", "scratch", "--protocols", "finetune"],

@@ -280,7 +280,7 @@ def get_preset(name: str) -> Preset:
             probe_iters=800,
             # The probe ranks every method that pre-trains both backbones; fine-tuning, 4x
             # dearer per iteration, runs the rows of the paper's main claim (CLAP against
-            # UniPAD's pre-trainings and scratch); the others run with --methods.
+            # UniPAD's pre-trainings and scratch); the others run with --finetune-methods.
             finetune_methods=("scratch", "unipad_merge", "clap"),
             # 50 scenes: 40 for (pre-)training (240 frames; the fractions label 24 and 240 of
             # them), 10 for validation (60 frames)
@@ -1149,6 +1149,9 @@ def parse_args(argv=None):
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=ALL_METHODS,
                         help="rows of the table, in table order (default: every method; the "
                         f"variants {', '.join(CLAP_VARIANTS)} only when named)")
+    parser.add_argument("--finetune-methods", nargs="+", choices=ALL_METHODS,
+                        help="the rows of --methods the fine-tuning protocol runs (preset's: "
+                        "every method, except 'cpu': scratch unipad_merge clap)")
     parser.add_argument("--protocols", nargs="+", choices=PROTOCOLS,
                         help="protocols to run (preset's)")
     parser.add_argument("--seeds", nargs="+", type=int, help="detector training seeds (preset's)")
@@ -1177,8 +1180,8 @@ def main(argv=None, runner: Callable[[Sequence[str], str], None] = run_subproces
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s]: %(message)s",
                         datefmt="%m/%d %H:%M:%S")
     preset = get_preset(args.preset)
-    for name in ("seeds", "fractions", "protocols", "pretrain_iters", "finetune_iters",
-                 "probe_iters", "jobs"):
+    for name in ("seeds", "fractions", "protocols", "finetune_methods", "pretrain_iters",
+                 "finetune_iters", "probe_iters", "jobs"):
         if getattr(args, name):
             setattr(preset, name, getattr(args, name))
     if args.dataroot:
