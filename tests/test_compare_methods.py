@@ -55,7 +55,10 @@ class FakeRunner:
         tests = [c for i, c in enumerate(command) if i and command[i - 1] == "DATASETS.TEST"]
         if not tests or tests[-1] == "[]":  # a pre-training or a stage of the UniPAD recipe
             return
-        protocol, method = output.split(os.sep)[-4:-2]
+        parts = output.split(os.sep)[:-2]  # without fraction_<f>/seed_<s>
+        if parts[-1] == "pretrained_per_seed":
+            parts = parts[:-1]
+        protocol, method = parts[-2:]
         seed = int(option(command, "SEED"))
         value = FAKE_MAP[(method, seed)] + (PROBE_SHIFT if protocol == "probe" else 0.0)
         summary_dir = os.path.join(output, "inference", self.test_dataset)
@@ -311,6 +314,46 @@ def test_cpu_preset_fine_tunes_the_other_rows_only_when_named(tmp_path):
                                  runner=FakeRunner(CPU_TEST), progress=False)
     assert [c["method"] for c in named["cells"]] == ["scratch", "simipu"]
     assert named["gains"][0]["mean"] == pytest.approx(0.11 - 0.10)
+
+
+def test_pretraining_per_seed_gives_each_seed_its_own_pretrained_encoders(tmp_path):
+    runner = FakeRunner()
+    report = run(tmp_path, runner, extra=("--pretrain-per-seed",),
+                 protocols=("finetune", "probe"))
+    trainings = {os.path.relpath(option(c, "OUTPUT_DIR"), str(tmp_path)): c
+                 for c in runner.commands if "OUTPUT_DIR" in c}
+    merges = {os.path.relpath(option(c, "--output"), str(tmp_path)): c
+              for c in runner.commands if "--lidar" in c}
+
+    assert sorted((path, option(c, "SEED")) for path, c in trainings.items()
+                  if path.startswith("pretrain")) == [
+        (f"pretrain/{m}/seed_{s}", s) for m in ("camera_only", "clap", "lidar_only")
+        for s in ("0", "1")]
+    merge = merges["pretrain/unipad_merge/seed_1/merged.pth"]
+    assert os.path.relpath(option(merge, "--lidar"), str(tmp_path)) == \
+        "pretrain/lidar_only/seed_1/model_final.pth"
+    # scratch has nothing to pre-train: its cells stay where a shared pre-training puts them
+    assert option(trainings["finetune/scratch/fraction_1/seed_1"],
+                  "MODEL.PRETRAINED_ENCODERS") == ""
+    clap = trainings["finetune/clap/pretrained_per_seed/fraction_1/seed_1"]
+    assert os.path.relpath(option(clap, "MODEL.PRETRAINED_ENCODERS"), str(tmp_path)) == \
+        "pretrain/clap/seed_1/model_final.pth"
+    probe = trainings["probe/clap/pretrained_per_seed/fraction_1/seed_1"]
+    assert os.path.relpath(option(probe, "PROBE.CACHE_DIR"), str(tmp_path)) == \
+        "probe_cache/clap/seed_1"
+    assert {(c["method"], c["seed"]): c["pretrain_seed"] for c in report["cells"]
+            if c["protocol"] == "finetune"} == {
+        ("scratch", 0): None, ("scratch", 1): None, ("unipad_merge", 0): 0,
+        ("unipad_merge", 1): 1, ("clap", 0): 0, ("clap", 1): 1}
+    assert "pre-trainings: one per seed" in (tmp_path / "comparison.md").read_text()
+
+    # the table of a shared pre-training reuses the scratch cells and runs the others anew
+    shared = FakeRunner()
+    run(tmp_path, shared)
+    trained = [os.path.relpath(option(c, "OUTPUT_DIR"), str(tmp_path))
+               for c in shared.commands if "OUTPUT_DIR" in c]
+    assert "finetune/clap/fraction_1/seed_0" in trained
+    assert not any(path.startswith("finetune/scratch") for path in trained)
 
 
 def test_progress_line_counts_cells_with_an_eta(tmp_path, capsys):

@@ -138,6 +138,9 @@ class Preset:
         world_frames: (pre-training frames, test frames) of the data, for the estimate.
         expected_hours: rough wall time of the whole table, for the log.
         jobs: stages run at once unless `--jobs` says otherwise (`Comparison.run`).
+        pretrain_per_seed: pre-train every method once per seed (`SEED s` for the cells of
+            seed s, so the intervals also hold the pre-training's variation) instead of once
+            (each config's SEED) for every seed.
     """
 
     pretrain_configs: Dict[str, tuple]
@@ -162,6 +165,7 @@ class Preset:
     world_frames: tuple = (0, 0)
     expected_hours: str = ""
     jobs: int = 1
+    pretrain_per_seed: bool = False
 
 
 # SimIPU's own CPU config has a coarser grid; these make its LiDAR and image encoders the
@@ -387,7 +391,8 @@ def estimate_seconds(preset: Preset, methods: Sequence[str] = METHODS,
         "data": (train_frames + test_frames) * seconds.get("generate_frame", 0.0)
         if preset.world else 0.0,
         "pretrain": sum(pretrain_iters * seconds.get(f"pretrain/{m}", 0.0) + start
-                        for m in pretrained),
+                        for m in pretrained)
+        * (len(preset.seeds) if preset.pretrain_per_seed else 1),
     }
     if "finetune" in preset.protocols:
         tuned = methods_of(preset, methods, "finetune")
@@ -460,22 +465,33 @@ class Comparison:
         self.runner = runner
 
     # ------------------------------------------------------------------ paths
-    def pretrain_dir(self, method: str) -> str:
-        return os.path.join(self.output_dir, "pretrain", method)
+    def pretrain_dir(self, method: str, seed: Optional[int] = None) -> str:
+        """The pre-training of `method` (of pre-training seed `seed`; None: the one shared by
+        every seed)."""
+        shared = os.path.join(self.output_dir, "pretrain", method)
+        return shared if seed is None else os.path.join(shared, f"seed_{seed}")
+
+    def pretrain_seed(self, cell: Cell) -> Optional[int]:
+        """The pre-training seed of `cell`'s encoders (None: the shared pre-training)."""
+        return cell.seed if self.preset.pretrain_per_seed else None
 
     def data_dir(self) -> str:
         return os.path.join(self.output_dir, "data")
 
     def cell_dir(self, cell: Cell) -> str:
-        return os.path.join(self.output_dir, cell.protocol, cell.method,
-                            f"fraction_{cell.fraction:g}", f"seed_{cell.seed}")
+        method_dir = os.path.join(self.output_dir, cell.protocol, cell.method)
+        if self.pretrain_seed(cell) is not None and _pretrainings_of(cell.method):
+            method_dir = os.path.join(method_dir, "pretrained_per_seed")
+        return os.path.join(method_dir, f"fraction_{cell.fraction:g}", f"seed_{cell.seed}")
 
     def result_path(self, cell: Cell) -> str:
         """The cell's result.json: it exists once the cell is finished."""
         return os.path.join(self.cell_dir(cell), "result.json")
 
-    def probe_cache_dir(self, method: str) -> str:
-        return os.path.join(self.output_dir, "probe_cache", method)
+    def probe_cache_dir(self, method: str, seed: Optional[int] = None) -> str:
+        """The cached features of the backbones of `method` pre-trained with `seed`."""
+        shared = os.path.join(self.output_dir, "probe_cache", method)
+        return shared if seed is None else os.path.join(shared, f"seed_{seed}")
 
     def cells(self) -> List[Cell]:
         """Every cell of the table, protocol by protocol, in table order."""
@@ -567,20 +583,23 @@ class Comparison:
         self.runner(command, os.path.join(os.path.dirname(output), "stage.log"))
         return output
 
-    def pretrain(self, method: str) -> str:
+    def pretrain(self, method: str, seed: Optional[int] = None) -> str:
         """The encoder checkpoint `method` starts from ('' for scratch), pre-trained (or merged)
-        on first need."""
+        on first need; `seed`: its pre-training's SEED (None: the config's)."""
         if method == "scratch":
             return ""
         if method in MERGE_SOURCES:
-            lidar, camera = (self.pretrain(source) for source in MERGE_SOURCES[method])
-            return self.merge(lidar, camera, os.path.join(self.pretrain_dir(method), "merged.pth"))
+            lidar, camera = (self.pretrain(source, seed) for source in MERGE_SOURCES[method])
+            return self.merge(lidar, camera,
+                              os.path.join(self.pretrain_dir(method, seed), "merged.pth"))
         script, config_file, extra = self.preset.pretrain_configs[method]
         max_iter = self.preset.pretrain_iters or get_config_max_iter(config_file)
-        logger.info("Pre-training %s (%s)", method, config_file)
-        return self.train_stage(script, config_file, self.pretrain_dir(method),
+        seeded = [] if seed is None else ["SEED", str(seed)]
+        logger.info("Pre-training %s%s (%s)", method, "" if seed is None else f", seed {seed}",
+                    config_file)
+        return self.train_stage(script, config_file, self.pretrain_dir(method, seed),
                                 ["DATASETS.TEST", "[]"] + list(extra)
-                                + list(self.preset.pretrain_overrides), max_iter)
+                                + list(self.preset.pretrain_overrides) + seeded, max_iter)
 
     def _labels(self, cell: Cell) -> List[str]:
         """The labelled data and seed of a detector training of `cell`."""
@@ -601,7 +620,7 @@ class Comparison:
                 CLAP_TRAIN_NET, self.preset.detection_config, output,
                 list(self.preset.finetune_overrides) + self._labels(cell) + [
                     "MODEL.MODALITIES", f"['{modality}']",
-                    "MODEL.PRETRAINED_ENCODERS", self.pretrain(source),
+                    "MODEL.PRETRAINED_ENCODERS", self.pretrain(source, self.pretrain_seed(cell)),
                     "DATASETS.TEST", "[]"],
                 self.preset.finetune_iters))
         return self.merge(*detectors, os.path.join(self.cell_dir(cell), "merged.pth"),
@@ -657,17 +676,18 @@ class Comparison:
             return result
         overrides = self._labels(cell) + [
             "SOLVER.MAX_ITER", str(max_iter), "DATASETS.TEST", f"['{self.preset.test_dataset}']"]
+        pretrain_seed = self.pretrain_seed(cell)
         if cell.protocol == "probe":
-            script, start = PROBE_TRAIN_NET, self.pretrain(cell.method)
+            script, start = PROBE_TRAIN_NET, self.pretrain(cell.method, pretrain_seed)
             overrides = list(self.preset.probe_overrides) + overrides + [
                 "MODEL.PRETRAINED_ENCODERS", start,
-                "PROBE.CACHE_DIR", self.probe_cache_dir(cell.method)]
+                "PROBE.CACHE_DIR", self.probe_cache_dir(cell.method, pretrain_seed)]
         elif cell.method == "unipad":
             script, start = CLAP_TRAIN_NET, self.unipad_initialisation(cell)
             overrides = list(self.preset.finetune_overrides) + overrides + [
                 "MODEL.WEIGHTS", start, "MODEL.PRETRAINED_ENCODERS", ""]
         else:
-            script, start = CLAP_TRAIN_NET, self.pretrain(cell.method)
+            script, start = CLAP_TRAIN_NET, self.pretrain(cell.method, pretrain_seed)
             overrides = list(self.preset.finetune_overrides) + overrides + [
                 "MODEL.PRETRAINED_ENCODERS", start]
         logger.info("Training %s into %s", cell.describe(), output)
@@ -683,6 +703,7 @@ class Comparison:
             "method": cell.method, "protocol": cell.protocol, "fraction": cell.fraction,
             "train_fraction": self.preset.labelled_fraction * cell.fraction, "seed": cell.seed,
             "max_iter": max_iter, "start": start,
+            "pretrain_seed": pretrain_seed if _pretrainings_of(cell.method) else None,
             "mAP": summary["mean_ap"], "NDS": summary["nd_score"],
             "tp_errors": summary.get("tp_errors", {}),
             "AP": summary.get("mean_dist_aps", {}),
@@ -697,20 +718,21 @@ class Comparison:
         failure is logged and left to the cells that need it."""
         from concurrent.futures import ThreadPoolExecutor
 
-        methods = list(dict.fromkeys(c.method for c in cells))
-        sources = list(dict.fromkeys(s for m in methods for s in _pretrainings_of(m)))
+        methods = list(dict.fromkeys((c.method, self.pretrain_seed(c)) for c in cells))
+        sources = list(dict.fromkeys((s, seed) for m, seed in methods
+                                     for s in _pretrainings_of(m)))
 
-        def pretrain(method: str) -> None:
+        def pretrain(method_and_seed: Tuple[str, Optional[int]]) -> None:
             try:
-                self.pretrain(method)
+                self.pretrain(*method_and_seed)
             except RuntimeError as error:
-                logger.error("Pre-training %s failed: %s", method, error)
+                logger.error("Pre-training %s failed: %s", method_and_seed[0], error)
 
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             list(pool.map(pretrain, sources))
-        for method in methods:
-            if method in MERGE_SOURCES:
-                pretrain(method)
+        for method_and_seed in methods:
+            if method_and_seed[0] in MERGE_SOURCES:
+                pretrain(method_and_seed)
 
     def run(self, progress: bool = True, jobs: int = 1) -> dict:
         """The data, every cell (pre-training on first need), then the table, the JSON and the
@@ -780,6 +802,7 @@ class Comparison:
         report["finetune_iters"] = self.preset.finetune_iters
         report["probe_iters"] = self.preset.probe_iters
         report["pretrain_iters"] = self.preset.pretrain_iters
+        report["pretrain_per_seed"] = self.preset.pretrain_per_seed
         report["labelled_fraction"] = self.preset.labelled_fraction
         os.makedirs(self.output_dir, exist_ok=True)
         with open(os.path.join(self.output_dir, "comparison.json"), "w") as f:
@@ -981,9 +1004,10 @@ def format_report(report: dict) -> str:
             lines.append("| " + " | ".join(row) + " |")
         seeds = sorted({e["num_seeds"] for e in entries})
         spread = "" if seeds == [1] else " +- sample std"
+        pretrainings = "one per seed" if report.get("pretrain_per_seed") else "one per method"
         lines += ["", f"mAP and NDS in %, mean{spread} over {'/'.join(map(str, seeds))} "
                       f"seed(s); label fractions of the labelled subset; every run trained "
-                      f"{iterations} iterations.", ""]
+                      f"{iterations} iterations; pre-trainings: {pretrainings}.", ""]
         lines += _format_gains([g for g in report.get("gains", []) if g["protocol"] == protocol],
                                fractions)
         lines += _format_contrasts([c for c in report.get("contrasts", [])
@@ -1158,6 +1182,10 @@ def parse_args(argv=None):
     parser.add_argument("--fractions", nargs="+", type=float,
                         help="label fractions of the labelled subset, e.g. 1.0 0.1 (preset's)")
     parser.add_argument("--pretrain-iters", type=int, help="pre-training iterations (preset's)")
+    parser.add_argument("--pretrain-per-seed", action="store_true",
+                        help="pre-train every method once per seed (SEED s for the cells of "
+                        "seed s; their cells in <protocol>/<method>/pretrained_per_seed/) "
+                        "instead of once for all seeds")
     parser.add_argument("--finetune-iters", type=int, help="fine-tuning iterations (preset's)")
     parser.add_argument("--probe-iters", type=int, help="probe iterations (preset's)")
     parser.add_argument("--num-gpus", type=int, default=1, help="--num-gpus of every stage")
@@ -1181,7 +1209,7 @@ def main(argv=None, runner: Callable[[Sequence[str], str], None] = run_subproces
                         datefmt="%m/%d %H:%M:%S")
     preset = get_preset(args.preset)
     for name in ("seeds", "fractions", "protocols", "finetune_methods", "pretrain_iters",
-                 "finetune_iters", "probe_iters", "jobs"):
+                 "pretrain_per_seed", "finetune_iters", "probe_iters", "jobs"):
         if getattr(args, name):
             setattr(preset, name, getattr(args, name))
     if args.dataroot:
