@@ -1,5 +1,5 @@
-"""tools/compare_methods.py bookkeeping with a fake stage runner (no training), and the
-statistics of its table."""
+"""tools/compare_methods.py and clap.comparison: the bookkeeping with a fake stage runner (no
+training), and the statistics of the table."""
 
 import dataclasses
 import json
@@ -13,6 +13,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
                                 "tools"))
 import compare_methods  # noqa: E402
 
+from clap import comparison  # noqa: E402
 from clap.evaluation.statistics import mean_std, paired_difference  # noqa: E402
 
 SMALL_TEST = "nuscenes_v1.0-mini_mini_val"
@@ -76,7 +77,7 @@ def run(tmp_path, runner, methods=("scratch", "unipad_merge", "clap"), extra=(),
 
 
 def scripts_of(runner):
-    return [os.path.relpath(c[1], compare_methods.ROOT) for c in runner.commands]
+    return [os.path.relpath(c[1], comparison.ROOT) for c in runner.commands]
 
 
 def test_schedules_pretrainings_merges_and_equal_finetunings(tmp_path):
@@ -172,10 +173,10 @@ def test_refuses_finished_cells_of_another_iteration_count(tmp_path):
 
 def test_refuses_finished_cells_of_another_labelled_subset(tmp_path):
     run(tmp_path, FakeRunner(), methods=("scratch",), seeds=("0",))
-    preset = compare_methods.get_preset("small")
+    preset = comparison.get_preset("small")
     preset.protocols, preset.seeds, preset.labelled_fraction = ["finetune"], [0], 0.5
     with pytest.raises(ValueError, match="TRAIN_FRACTION 1, this comparison uses 0.5"):
-        compare_methods.Comparison(preset, str(tmp_path), ["scratch"], runner=FakeRunner()).run(
+        comparison.Comparison(preset, str(tmp_path), ["scratch"], runner=FakeRunner()).run(
             progress=False)
 
 
@@ -265,19 +266,19 @@ def test_jobs_run_the_same_stages_with_every_pretraining_first(tmp_path):
     clap_probes = [option(c, "OUTPUT_DIR") for c in parallel.commands
                    if "PROBE.CACHE_DIR" in c and option(c, "PROBE.CACHE_DIR").endswith("clap")]
     assert [p.split(os.sep)[-1] for p in clap_probes] == ["seed_0", "seed_1"]
-    assert compare_methods.estimate_seconds(compare_methods.get_preset("cpu"), jobs=2)[
-        "total"] < compare_methods.estimate_seconds(compare_methods.get_preset("cpu"))["total"]
+    assert comparison.estimate_seconds(comparison.get_preset("cpu"), jobs=2)[
+        "total"] < comparison.estimate_seconds(comparison.get_preset("cpu"))["total"]
 
 
 def test_cpu_preset_generates_its_world_once_and_trains_on_label_fractions(tmp_path):
-    preset = compare_methods.get_preset("cpu")
+    preset = comparison.get_preset("cpu")
     assert len(preset.fractions) >= 2 and len(preset.seeds) >= 3
     assert set(preset.protocols) == {"finetune", "probe"}
     assert preset.world["--scenes"] >= 40
     # the probe protocol, data and pre-training included, fits 3 hours on 2 cores; the
     # fine-tuning protocol's 800 iterations at batch 2 do not (docs/comparison.md)
     probe_only = dataclasses.replace(preset, protocols=["probe"])
-    assert compare_methods.estimate_seconds(probe_only, jobs=preset.jobs)["total"] <= 3 * 3600
+    assert comparison.estimate_seconds(probe_only, jobs=preset.jobs)["total"] <= 3 * 3600
     assert preset.jobs == 2
 
     runner = FakeRunner(CPU_TEST)
@@ -370,15 +371,15 @@ def test_every_pretraining_sees_the_detectors_sweeps():
     and give depths (projects/single_modal/README.md)."""
     from clap.config import get_cfg
 
-    preset = compare_methods.get_preset("small")  # the cpu preset's pre-trainings too
+    preset = comparison.get_preset("small")  # the cpu preset's pre-trainings too
     detector = get_cfg()
-    detector.merge_from_file(os.path.join(compare_methods.ROOT, preset.detection_config))
+    detector.merge_from_file(os.path.join(comparison.ROOT, preset.detection_config))
     for method, (_, config_file, extra) in preset.pretrain_configs.items():
         if method == "camera_only":
             continue
         cfg = get_cfg()
         cfg.set_new_allowed(True)
-        cfg.merge_from_file(os.path.join(compare_methods.ROOT, config_file))
+        cfg.merge_from_file(os.path.join(comparison.ROOT, config_file))
         cfg.merge_from_list(list(extra))
         assert cfg.INPUT.NUM_SWEEPS == detector.INPUT.NUM_SWEEPS, method
 
@@ -388,11 +389,11 @@ def test_small_preset_curvature_pretrainings_sample_by_curvature():
     # uniform warm-up would make clap_curvature a copy of clap_uniform.
     from clap.config import get_cfg
 
-    preset = compare_methods.get_preset("small")
+    preset = comparison.get_preset("small")
     for method in ("clap_curvature", "clap"):
         _, config_file, extra = preset.pretrain_configs[method]
         cfg = get_cfg()
-        cfg.merge_from_file(os.path.join(compare_methods.ROOT, config_file))
+        cfg.merge_from_file(os.path.join(comparison.ROOT, config_file))
         cfg.merge_from_list(list(extra))
         assert cfg.MODEL.RAY_SAMPLER.NAME == "Curvature"
         warmup_iters = cfg.MODEL.RAY_SAMPLER.WARMUP_EPOCHS * 80 / cfg.SOLVER.IMS_PER_BATCH
@@ -426,16 +427,16 @@ def test_signal_check_needs_a_strong_scratch_row_and_rows_apart():
     def entry(method, mean, std, fraction=1.0):
         return {"method": method, "fraction": fraction, "mAP_mean": mean, "mAP_std": std}
 
-    good = compare_methods.signal_check([entry("scratch", 0.30, 0.01), entry("clap", 0.36, 0.015),
+    good = comparison.signal_check([entry("scratch", 0.30, 0.01), entry("clap", 0.36, 0.015),
                                          entry("scratch", 0.01, 0.05, fraction=0.1)])
     assert good["fraction"] == 1.0 and good["scratch_ok"] and good["spread_ok"]
     assert good["spread"] == pytest.approx(0.06)
-    noisy = compare_methods.signal_check([entry("scratch", 0.30, 0.03), entry("clap", 0.36, 0.01)])
+    noisy = comparison.signal_check([entry("scratch", 0.30, 0.03), entry("clap", 0.36, 0.01)])
     assert noisy["scratch_ok"] and not noisy["spread_ok"]  # 0.03 > 0.06 / 3
-    weak = compare_methods.signal_check([entry("scratch", 0.20, 0.0), entry("clap", 0.40, 0.0)])
+    weak = comparison.signal_check([entry("scratch", 0.20, 0.0), entry("clap", 0.40, 0.0)])
     assert not weak["scratch_ok"] and weak["spread_ok"]
-    assert compare_methods.format_signal(good).endswith(": met.")
-    assert compare_methods.format_signal(weak).endswith(": NOT met.")
+    assert comparison.format_signal(good).endswith(": met.")
+    assert comparison.format_signal(weak).endswith(": NOT met.")
 
 
 def test_significance_follows_the_interval():
@@ -456,12 +457,12 @@ def test_significance_follows_the_interval():
 
 
 def test_clap_variants_are_rows_only_when_named_and_pretrain_their_ablation_config(tmp_path):
-    assert not set(compare_methods.CLAP_VARIANTS) & set(compare_methods.METHODS)
+    assert not set(comparison.CLAP_VARIANTS) & set(comparison.METHODS)
     runner = FakeRunner()
     report = run(tmp_path, runner, methods=("scratch", "clap_nk128", "clap_temperature1"),
                  protocols=("probe",), seeds=("0",), extra=("--probe-iters", "4"))
     pretrainings = [c for c in runner.commands if "SEED" not in c and "OUTPUT_DIR" in c]
-    assert [os.path.relpath(option(c, "--config-file"), compare_methods.ROOT)
+    assert [os.path.relpath(option(c, "--config-file"), comparison.ROOT)
             for c in pretrainings] == ["configs/synthetic/ablations/clap_nk128.yaml",
                                        "configs/synthetic/ablations/clap_temperature1.yaml"]
     # full CLAP's curvature sampling from the first iteration, as the `clap` row
@@ -511,7 +512,7 @@ def test_label_trend_is_the_paired_change_of_the_gain_from_the_largest_to_the_sm
     cells += [cell("clap", 1.0, s, v) for s, v in enumerate((0.31, 0.34, 0.33))]
     cells += [cell("scratch", 0.1, s, v) for s, v in enumerate((0.10, 0.12, 0.11))]
     cells += [cell("clap", 0.1, s, v) for s, v in enumerate((0.14, 0.15, 0.17))]
-    report = compare_methods.summarize(cells, ["scratch", "clap"], ["finetune"], [1.0, 0.1])
+    report = comparison.summarize(cells, ["scratch", "clap"], ["finetune"], [1.0, 0.1])
 
     trend = next(t for t in report["label_trends"] if t["metric"] == "mAP")
     # gains per seed: 0.01, 0.00, 0.01 at 100%; 0.04, 0.03, 0.06 at 10%
@@ -522,13 +523,13 @@ def test_label_trend_is_the_paired_change_of_the_gain_from_the_largest_to_the_sm
                                              pytest.approx(expected.high))
     assert trend["significant"] == expected.significant
     report["finetune_iters"] = 800
-    table = compare_methods.format_report(report)
+    table = comparison.format_report(report)
     assert "| Gain at 10% - gain at 100% | mAP | NDS |" in table
     assert f"| CLAP (curvature + prototypes) | {100 * expected.mean:+.2f} [" in table
 
-    one_fraction = compare_methods.summarize(cells[:6], ["scratch", "clap"], ["finetune"], [1.0])
+    one_fraction = comparison.summarize(cells[:6], ["scratch", "clap"], ["finetune"], [1.0])
     assert one_fraction["label_trends"] == []
-    assert "Gain at" not in compare_methods.format_report({**one_fraction, "finetune_iters": 800})
+    assert "Gain at" not in comparison.format_report({**one_fraction, "finetune_iters": 800})
 
 
 class EvaluatingRunner(FakeRunner):
@@ -557,7 +558,7 @@ class EvaluatingRunner(FakeRunner):
 
 def test_report_shows_every_evaluation_during_training_with_its_gain(tmp_path):
     report = run(tmp_path, EvaluatingRunner(), methods=("scratch", "clap"))
-    half = compare_methods.get_preset("small").finetune_iters // 2
+    half = comparison.get_preset("small").finetune_iters // 2
 
     cell = next(c for c in report["cells"] if c["method"] == "clap" and c["seed"] == 1)
     assert cell["evaluations"] == [
