@@ -347,6 +347,12 @@ def test_pretraining_per_seed_gives_each_seed_its_own_pretrained_encoders(tmp_pa
         ("scratch", 0): None, ("scratch", 1): None, ("unipad_merge", 0): 0,
         ("unipad_merge", 1): 1, ("clap", 0): 0, ("clap", 1): 1}
     assert "pre-trainings: one per seed" in (tmp_path / "comparison.md").read_text()
+    cpu = comparison.get_preset("cpu")
+    once = comparison.estimate_seconds(cpu)
+    per_seed = comparison.estimate_seconds(dataclasses.replace(cpu, pretrain_per_seed=True))
+    assert per_seed["pretrain"] == pytest.approx(3 * once["pretrain"])
+    assert per_seed["probe_cache"] == pytest.approx(3 * once["probe_cache"])
+    assert per_seed["finetune"] == once["finetune"]
 
     # the table of a shared pre-training reuses the scratch cells and runs the others anew
     shared = FakeRunner()

@@ -270,12 +270,13 @@ def estimate_seconds(preset: Preset, methods: Sequence[str] = METHODS,
             pretrained.update(pretrainings_of(method))
     pretrain_iters = preset.pretrain_iters or 0
     start = seconds.get("stage_start", 0.0)
+    # pre-trainings, and the probe's features of their backbones, once or once per seed
+    copies = len(preset.seeds) if preset.pretrain_per_seed else 1
     estimate = {
         "data": (train_frames + test_frames) * seconds.get("generate_frame", 0.0)
         if preset.world else 0.0,
-        "pretrain": sum(pretrain_iters * seconds.get(f"pretrain/{m}", 0.0) + start
-                        for m in pretrained)
-        * (len(preset.seeds) if preset.pretrain_per_seed else 1),
+        "pretrain": copies * sum(pretrain_iters * seconds.get(f"pretrain/{m}", 0.0) + start
+                                 for m in pretrained),
     }
     if "finetune" in preset.protocols:
         tuned = methods_of(preset, methods, "finetune")
@@ -286,7 +287,7 @@ def estimate_seconds(preset: Preset, methods: Sequence[str] = METHODS,
             + len(tuned) * test_frames * seconds.get("eval_frame", 0.0))
     if "probe" in preset.protocols:
         probed = methods_of(preset, methods, "probe")
-        estimate["probe_cache"] = len(probed) * (labelled + test_frames) * seconds.get(
+        estimate["probe_cache"] = copies * len(probed) * (labelled + test_frames) * seconds.get(
             "encode_frame", 0.0)
         estimate["probe"] = runs * len(probed) * (
             preset.probe_iters * seconds.get("probe", 0.0) + start
