@@ -161,7 +161,8 @@ _CPU_STEP_SECONDS = {
 def get_preset(name: str) -> Preset:
     """`small`: the default synthetic world on a CPU, an end-to-end check of the whole table
     (too few iterations to rank the methods); `cpu`: a ranking on 2 CPU cores (the probe
-    protocol within 3 hours, both protocols about 4.8; docs/comparison.md); `paper`: nuScenes on GPUs, the paper's label fractions and 3 seeds."""
+    protocol within 3 hours, both protocols about 4.8; docs/comparison.md); `paper`: nuScenes
+    on GPUs, the paper's label fractions and 3 seeds."""
     if name == "small":
         return Preset(
             pretrain_configs=_without_sampler_warmup(_pretrain_configs("synthetic")),
