@@ -106,15 +106,16 @@ class Comparison:
         return shared if seed is None else os.path.join(shared, f"seed_{seed}")
 
     def pretrain_seed(self, cell: Cell) -> Optional[int]:
-        """The pre-training seed of `cell`'s encoders (None: the shared pre-training)."""
-        return cell.seed if self.preset.pretrain_per_seed else None
+        """The pre-training seed of `cell`'s encoders (None: the shared pre-training, or none)."""
+        per_seed = self.preset.pretrain_per_seed and pretrainings_of(cell.method)
+        return cell.seed if per_seed else None
 
     def data_dir(self) -> str:
         return os.path.join(self.output_dir, "data")
 
     def cell_dir(self, cell: Cell) -> str:
         method_dir = os.path.join(self.output_dir, cell.protocol, cell.method)
-        if self.pretrain_seed(cell) is not None and pretrainings_of(cell.method):
+        if self.pretrain_seed(cell) is not None:
             method_dir = os.path.join(method_dir, "pretrained_per_seed")
         return os.path.join(method_dir, f"fraction_{cell.fraction:g}", f"seed_{cell.seed}")
 
@@ -337,7 +338,7 @@ class Comparison:
             "method": cell.method, "protocol": cell.protocol, "fraction": cell.fraction,
             "train_fraction": self.preset.labelled_fraction * cell.fraction, "seed": cell.seed,
             "max_iter": max_iter, "start": start,
-            "pretrain_seed": pretrain_seed if pretrainings_of(cell.method) else None,
+            "pretrain_seed": pretrain_seed,
             "mAP": summary["mean_ap"], "NDS": summary["nd_score"],
             "tp_errors": summary.get("tp_errors", {}),
             "AP": summary.get("mean_dist_aps", {}),
