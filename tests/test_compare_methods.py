@@ -509,6 +509,43 @@ def test_report_only_tabulates_the_finished_cells_of_several_runs_and_runs_nothi
     assert "Gain over scratch" in (tmp_path / "comparison.md").read_text()
 
 
+def test_report_only_adds_the_cells_recorded_in_an_earlier_report_and_checks_reproduced_ones(
+        tmp_path, caplog):
+    earlier, later = tmp_path / "earlier", tmp_path / "later"
+    run(earlier, FakeRunner(), methods=("scratch", "clap"), seeds=("0", "1"))
+    with open(earlier / "comparison.json") as f:
+        recorded = json.load(f)
+    next(c for c in recorded["cells"] if (c["method"], c["seed"]) == ("clap", 1))["mAP"] = 0.5
+    with open(earlier / "comparison.json", "w") as f:
+        json.dump(recorded, f)
+    run(later, FakeRunner(), methods=("clap",), seeds=("1", "2"))  # clap seed 1 trained again
+
+    with caplog.at_level("INFO"):
+        report = run(later, FakeRunner(), methods=("scratch", "clap"), seeds=("0", "1", "2"),
+                     extra=("--report-only", "--recorded-cells",
+                            str(earlier / "comparison.json")))
+
+    cells = {(c["method"], c["seed"]): c["mAP"] for c in report["cells"]}
+    assert cells == {("scratch", 0): 0.10, ("scratch", 1): 0.14, ("clap", 0): 0.20,
+                     ("clap", 1): 0.30, ("clap", 2): 0.22}  # seed 1 from its result.json
+    assert "clap finetune, 100% labels, seed 1 differs from its recorded scores (mAP 0.3000 " \
+           "vs 0.5000" in caplog.text
+    gain = next(g for g in report["gains"] if g["metric"] == "mAP")
+    assert gain["num_pairs"] == 2  # scratch has seeds 0 and 1
+
+
+def test_recorded_cells_of_another_iteration_count_are_refused(tmp_path):
+    run(tmp_path / "earlier", FakeRunner(), methods=("scratch",), seeds=("0",),
+        extra=("--finetune-iters", "50"))
+    with pytest.raises(ValueError, match="earlier/comparison.json .scratch finetune.*50 "
+                                         "iterations"):
+        run(tmp_path / "later", FakeRunner(), methods=("scratch",), seeds=("0",),
+            extra=("--report-only", "--recorded-cells",
+                   str(tmp_path / "earlier" / "comparison.json")))
+    with pytest.raises(SystemExit):  # only with --report-only
+        compare_methods.parse_args(["--output", "x", "--recorded-cells", "a.json"])
+
+
 def test_label_trend_is_the_paired_change_of_the_gain_from_the_largest_to_the_smallest_fraction():
     def cell(method, fraction, seed, value):
         return {"method": method, "protocol": "finetune", "fraction": fraction, "seed": seed,

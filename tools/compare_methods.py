@@ -23,7 +23,8 @@ run is resumable: a cell whose `result.json` exists is not run again, a finished
 is reused (after checking its iteration count), and an interrupted stage continues from its last
 checkpoint (`--resume`); a finished stage keeps only its final checkpoint. The console shows
 cells done / total with an ETA. `--report-only` writes the report of the cells finished so far
-(e.g. of several runs into the same output with other `--methods` or `--fractions`).
+(e.g. of several runs into the same output with other `--methods` or `--fractions`), with
+`--recorded-cells` also those of earlier reports' comparison.json.
 
     python tools/compare_methods.py --preset small --output output/comparison_small
     python tools/compare_methods.py --preset cpu --output output/comparison_cpu
@@ -89,7 +90,13 @@ def parse_args(argv=None):
                         help="print the preset's time estimate and exit")
     parser.add_argument("--report-only", action="store_true",
                         help="write the report from the cells finished so far and run nothing")
-    return parser.parse_args(argv)
+    parser.add_argument("--recorded-cells", nargs="+", default=[], metavar="COMPARISON_JSON",
+                        help="with --report-only: also tabulate the cells recorded in these "
+                        "reports (e.g. docs/comparison.json) that --output has not finished")
+    args = parser.parse_args(argv)
+    if args.recorded_cells and not args.report_only:
+        parser.error("--recorded-cells only goes with --report-only")
+    return args
 
 
 def main(argv=None, runner: Callable[[Sequence[str], str], None] = run_subprocess,
@@ -116,7 +123,7 @@ def main(argv=None, runner: Callable[[Sequence[str], str], None] = run_subproces
         return {"estimate": estimate}
     comparison = Comparison(preset, args.output, args.methods, args.num_gpus, runner)
     if args.report_only:
-        report = comparison.write_report(comparison.finished_results())
+        report = comparison.write_report(comparison.finished_results(args.recorded_cells))
         logger.info("Report of %d finished cell(s):\n%s", len(report["cells"]),
                     format_report(report))
         return report

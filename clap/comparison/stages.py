@@ -72,6 +72,17 @@ def drop_periodic_checkpoints(stage_dir: str) -> List[str]:
     return deleted
 
 
+def _compare_scores(cell: Cell, result: dict, recorded: dict) -> None:
+    """Log whether a cell trained again reproduced the recorded scores of an earlier run."""
+    scores = [(metric, result[metric], recorded[metric]) for metric in ("mAP", "NDS")]
+    if all(abs(new - old) <= 1e-9 for _, new, old in scores):
+        logger.info("%s reproduced its recorded scores", cell.describe())
+    else:
+        logger.warning("%s differs from its recorded scores (%s); the table uses the new ones",
+                       cell.describe(), ", ".join(f"{metric} {new:.4f} vs {old:.4f}"
+                                                  for metric, new, old in scores))
+
+
 class Comparison:
     """Schedules the stages of a comparison and collects its results.
 
@@ -289,6 +300,22 @@ class Comparison:
                                                  "NDS": record[prefix + "NDS"]}
         return [by_iterations[i] for i in sorted(by_iterations)]
 
+    def _check_result(self, result: dict, cell: Cell, source: str) -> None:
+        """Refuse a finished `cell`'s result (read from `source`) that another comparison made:
+        another iteration count or another DATASETS.TRAIN_FRACTION."""
+        max_iter = self.iterations(cell.protocol)
+        if result["max_iter"] != max_iter:
+            raise ValueError(
+                f"{source} was trained for {result['max_iter']} iterations, this comparison "
+                f"uses {max_iter}: every method must get the same iterations; use another "
+                "--output")
+        train_fraction = self.preset.labelled_fraction * cell.fraction
+        if abs(result.get("train_fraction", train_fraction) - train_fraction) > 1e-12:
+            raise ValueError(
+                f"{source} was trained on DATASETS.TRAIN_FRACTION {result['train_fraction']:g}, "
+                f"this comparison uses {train_fraction:g} (another labelled_fraction); use "
+                "another --output")
+
     def _train_or_reuse(self, cell: Cell) -> dict:
         output = self.cell_dir(cell)
         result_path = self.result_path(cell)
@@ -296,17 +323,7 @@ class Comparison:
         if os.path.isfile(result_path):
             with open(result_path) as f:
                 result = json.load(f)
-            if result["max_iter"] != max_iter:
-                raise ValueError(
-                    f"{result_path} was trained for {result['max_iter']} iterations, this "
-                    f"comparison uses {max_iter}: every method must get the same iterations; "
-                    "use another --output")
-            train_fraction = self.preset.labelled_fraction * cell.fraction
-            if abs(result.get("train_fraction", train_fraction) - train_fraction) > 1e-12:
-                raise ValueError(
-                    f"{result_path} was trained on DATASETS.TRAIN_FRACTION "
-                    f"{result['train_fraction']:g}, this comparison uses {train_fraction:g} "
-                    "(another labelled_fraction); use another --output")
+            self._check_result(result, cell, result_path)
             logger.info("Reusing %s", result_path)
             return result
         overrides = self._labels(cell) + [
@@ -419,10 +436,42 @@ class Comparison:
         failures = [outcomes[c]["failure"] for c in cells if "failure" in outcomes[c]]
         return self.write_report(results, failures)
 
-    def finished_results(self) -> List[dict]:
-        """The results of the cells that have their `result.json`; nothing is run."""
-        return [self.run_cell(cell) for cell in self.cells()
-                if os.path.isfile(self.result_path(cell))]
+    def recorded_results(self, paths: Sequence[str]) -> Dict[Cell, dict]:
+        """The cells of this table in the "cells" lists of earlier reports (`comparison.json`
+        files, e.g. the committed docs/comparison.json, whose stage folders are gone), each
+        checked like a finished cell; a cell in several files is taken from the first."""
+        table = set(self.cells())
+        recorded: Dict[Cell, dict] = {}
+        for path in paths:
+            with open(path) as f:
+                report = json.load(f)
+            if not isinstance(report, dict) or not isinstance(report.get("cells"), list):
+                raise ValueError(f"{path} has no 'cells' list: not a comparison.json")
+            for result in report["cells"]:
+                cell = Cell(result["method"], result["protocol"], result["fraction"],
+                            result["seed"])
+                if (cell in table and cell not in recorded
+                        and result.get("pretrain_seed") == self.pretrain_seed(cell)):
+                    self._check_result(result, cell, f"{path} ({cell.describe()})")
+                    recorded[cell] = result
+        return recorded
+
+    def finished_results(self, recorded_paths: Sequence[str] = ()) -> List[dict]:
+        """The results of the cells that have their `result.json`, and of the cells recorded in
+        the reports `recorded_paths` that have none (`recorded_results`); nothing is run. A
+        cell both finished and recorded is taken from its `result.json`, and a warning says
+        when the recorded scores differ (the cell did not reproduce)."""
+        recorded = self.recorded_results(recorded_paths)
+        results = []
+        for cell in self.cells():
+            if os.path.isfile(self.result_path(cell)):
+                result = self.run_cell(cell)
+                if cell in recorded:
+                    _compare_scores(cell, result, recorded[cell])
+                results.append(result)
+            elif cell in recorded:
+                results.append(recorded[cell])
+        return results
 
     def write_report(self, results: Sequence[dict], failures: Sequence[dict] = ()) -> dict:
         """Tabulate `results` (cells' result.json contents) and write comparison.json,
