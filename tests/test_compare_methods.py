@@ -532,6 +532,13 @@ def test_report_only_adds_the_cells_recorded_in_an_earlier_report_and_checks_rep
            "vs 0.5000" in caplog.text
     gain = next(g for g in report["gains"] if g["metric"] == "mAP")
     assert gain["num_pairs"] == 2  # scratch has seeds 0 and 1
+    rerun = next(c for c in report["cells"] if (c["method"], c["seed"]) == ("clap", 1))
+    assert rerun["recorded"] == {"mAP": 0.5, "NDS": pytest.approx(0.4)}
+    (difference,) = [r for r in report["reruns"] if r["metric"] == "mAP"]
+    assert (difference["method"], difference["num_pairs"]) == ("clap", 1)
+    assert difference["mean"] == pytest.approx(0.30 - 0.5)
+    assert "| CLAP (curvature + prototypes) | 100% | 1 | -20.00 | +0.00 |" in \
+        (later / "comparison.md").read_text()
 
 
 def test_recorded_cells_of_another_iteration_count_are_refused(tmp_path):

@@ -119,6 +119,45 @@ def summarize(cells: Sequence[dict], methods: Sequence[str], protocols: Sequence
             "label_trends": trends}
 
 
+def rerun_differences(cells: Sequence[dict]) -> List[dict]:
+    """Per protocol, method, fraction and metric of the cells trained again against recorded
+    scores (a "recorded" entry, `Comparison.finished_results`): the new score minus the
+    recorded one, paired by seed (`_differences`' entries with "method", "protocol" and
+    "fraction"). Nothing changed between the runs: every difference is 0; else it measures
+    what changed (e.g. the pre-training's code)."""
+    groups = list(dict.fromkeys((c["protocol"], c["method"], c["fraction"])
+                                for c in cells if "recorded" in c))
+    differences = []
+    for protocol, method, fraction in groups:
+        rerun = [c for c in cells if "recorded" in c and c["protocol"] == protocol
+                 and c["method"] == method and c["fraction"] == fraction]
+        differences += _differences(
+            lambda metric, rerun=rerun: ({c["seed"]: c[metric] for c in rerun},
+                                         {c["seed"]: c["recorded"][metric] for c in rerun}),
+            method=method, protocol=protocol, fraction=fraction)
+    return differences
+
+
+def _format_reruns(reruns: Sequence[dict]) -> List[str]:
+    """The table of `rerun_differences` of one protocol (nothing without one)."""
+    if not reruns:
+        return []
+    by_key = {(r["method"], r["fraction"], r["metric"]): r for r in reruns}
+    header = ["Trained again - recorded", "label fraction", "seeds"] + list(METRICS)
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for method, fraction in dict.fromkeys((r["method"], r["fraction"]) for r in reruns):
+        row = [METHOD_TITLES.get(method, method), format_fraction(fraction)]
+        row.append(str(by_key[(method, fraction, "mAP")]["num_pairs"]))
+        for metric in METRICS:
+            difference = by_key[(method, fraction, metric)]
+            row.append(_interval(difference) if difference["num_pairs"] >= 2
+                       else f"{100 * difference['mean']:+.2f}")
+        lines.append("| " + " | ".join(row) + " |")
+    return lines + ["", "Cells trained again against the scores recorded for them "
+                        "(--recorded-cells), paired by seed, in points of %; 0 where they "
+                        "reproduced.", ""]
+
+
 def evaluation_curve(cells: Sequence[dict], methods: Sequence[str], protocols: Sequence[str],
                      fractions: Sequence[float]) -> dict:
     """`summarize`'s "summary" and "gains" at every evaluation during training, from the
@@ -216,6 +255,7 @@ def format_report(report: dict) -> str:
         lines += _format_label_trends([t for t in report.get("label_trends", [])
                                        if t["protocol"] == protocol and t["num_pairs"] >= 2])
         lines += _format_evaluation_curve(report.get("evaluation_curve", {}), protocol)
+        lines += _format_reruns([r for r in report.get("reruns", []) if r["protocol"] == protocol])
         lines += [format_signal(signal_check(entries)), ""]
     return "\n".join(lines)
 

@@ -24,7 +24,15 @@ from .methods import (
 )
 from .plot import plot_report
 from .presets import Preset, get_config_max_iter, methods_of
-from .report import evaluation_curve, format_fraction, format_report, signal_check, summarize
+from .report import (
+    METRICS,
+    evaluation_curve,
+    format_fraction,
+    format_report,
+    rerun_differences,
+    signal_check,
+    summarize,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -72,15 +80,17 @@ def drop_periodic_checkpoints(stage_dir: str) -> List[str]:
     return deleted
 
 
-def _compare_scores(cell: Cell, result: dict, recorded: dict) -> None:
-    """Log whether a cell trained again reproduced the recorded scores of an earlier run."""
-    scores = [(metric, result[metric], recorded[metric]) for metric in ("mAP", "NDS")]
+def _with_recorded_scores(cell: Cell, result: dict, recorded: dict) -> dict:
+    """A cell trained again: its result with the recorded scores of the earlier run under
+    "recorded" ({"mAP", "NDS"}); logs whether they reproduced."""
+    scores = [(metric, result[metric], recorded[metric]) for metric in METRICS]
     if all(abs(new - old) <= 1e-9 for _, new, old in scores):
         logger.info("%s reproduced its recorded scores", cell.describe())
     else:
         logger.warning("%s differs from its recorded scores (%s); the table uses the new ones",
                        cell.describe(), ", ".join(f"{metric} {new:.4f} vs {old:.4f}"
                                                   for metric, new, old in scores))
+    return {**result, "recorded": {metric: recorded[metric] for metric in METRICS}}
 
 
 class Comparison:
@@ -459,15 +469,16 @@ class Comparison:
     def finished_results(self, recorded_paths: Sequence[str] = ()) -> List[dict]:
         """The results of the cells that have their `result.json`, and of the cells recorded in
         the reports `recorded_paths` that have none (`recorded_results`); nothing is run. A
-        cell both finished and recorded is taken from its `result.json`, and a warning says
-        when the recorded scores differ (the cell did not reproduce)."""
+        cell both finished and recorded is taken from its `result.json`, with the recorded
+        scores under "recorded", and a warning says when they differ (the cell did not
+        reproduce)."""
         recorded = self.recorded_results(recorded_paths)
         results = []
         for cell in self.cells():
             if os.path.isfile(self.result_path(cell)):
                 result = self.run_cell(cell)
                 if cell in recorded:
-                    _compare_scores(cell, result, recorded[cell])
+                    result = _with_recorded_scores(cell, result, recorded[cell])
                 results.append(result)
             elif cell in recorded:
                 results.append(recorded[cell])
@@ -477,6 +488,7 @@ class Comparison:
         """Tabulate `results` (cells' result.json contents) and write comparison.json,
         comparison.md and comparison.png into the output folder; returns the report."""
         report = summarize(results, self.methods, self.preset.protocols, self.preset.fractions)
+        report["reruns"] = rerun_differences(results)
         report["evaluation_curve"] = evaluation_curve(results, self.methods,
                                                       self.preset.protocols, self.preset.fractions)
         report["failures"] = list(failures)
