@@ -150,8 +150,7 @@ def _format_reruns(reruns: Sequence[dict]) -> List[str]:
         row.append(str(by_key[(method, fraction, "mAP")]["num_pairs"]))
         for metric in METRICS:
             difference = by_key[(method, fraction, metric)]
-            row.append(_interval(difference) if difference["num_pairs"] >= 2
-                       else f"{100 * difference['mean']:+.2f}")
+            row.append(_interval(difference))
         lines.append("| " + " | ".join(row) + " |")
     return lines + ["", "Cells trained again against the scores recorded for them "
                         "(--recorded-cells), paired by seed, in points of %; 0 where they "
@@ -320,7 +319,10 @@ def _format_gains(gains: Sequence[dict], fractions: Sequence[float]) -> List[str
 
 
 def _interval(difference: dict) -> str:
-    """'+1.23 [-0.50, +2.96]*' in points of % (* where the interval excludes 0)."""
+    """'+1.23 [-0.50, +2.96]*' in points of % (* where the interval excludes 0); the mean
+    alone for a single pair (no interval)."""
+    if difference["num_pairs"] < 2:
+        return f"{100 * difference['mean']:+.2f}"
     return (f"{100 * difference['mean']:+.2f} [{100 * difference['low']:+.2f}, "
             f"{100 * difference['high']:+.2f}]" + ("*" if difference["significant"] else ""))
 
