@@ -463,7 +463,8 @@ class Comparison:
                 if (cell in table and cell not in recorded
                         and result.get("pretrain_seed") == self.pretrain_seed(cell)):
                     self._check_result(result, cell, f"{path} ({cell.describe()})")
-                    recorded[cell] = result
+                    # scores an earlier re-run compared against are not this report's re-run
+                    recorded[cell] = {k: v for k, v in result.items() if k != "recorded"}
         return recorded
 
     def finished_results(self, recorded_paths: Sequence[str] = ()) -> List[dict]:
