@@ -259,9 +259,9 @@ def test_jobs_run_the_same_stages_with_every_pretraining_first(tmp_path):
     assert stages(parallel, tmp_path / "two") == stages(serial, tmp_path / "one")
     assert [(c["method"], c["protocol"], c["seed"], c["mAP"]) for c in two["cells"]] == \
         [(c["method"], c["protocol"], c["seed"], c["mAP"]) for c in one["cells"]]
-    detectors = [i for i, c in enumerate(parallel.commands) if "SEED" in c]
+    detectors = [i for i, c in enumerate(parallel.commands) if "DATASETS.TRAIN_FRACTION" in c]
     pretrainings = [i for i, c in enumerate(parallel.commands)
-                    if "SEED" not in c and "OUTPUT_DIR" in c]
+                    if "DATASETS.TRAIN_FRACTION" not in c and "OUTPUT_DIR" in c]
     assert max(pretrainings) < min(detectors)
     clap_probes = [option(c, "OUTPUT_DIR") for c in parallel.commands
                    if "PROBE.CACHE_DIR" in c and option(c, "PROBE.CACHE_DIR").endswith("clap")]
@@ -296,7 +296,7 @@ def test_cpu_preset_generates_its_world_once_and_trains_on_label_fractions(tmp_p
                for c in trainings)
     # two stages at once on 2 cores: one torch thread each
     assert all(option(c, "CPU.NUM_THREADS") == "1" for c in trainings)
-    detectors = [c for c in trainings if "SEED" in c]
+    detectors = [c for c in trainings if "DATASETS.TRAIN_FRACTION" in c]
     assert sorted({option(c, "DATASETS.TRAIN_FRACTION") for c in detectors}) == ["0.1", "1.0"]
     assert {option(c, "DATASETS.TEST") for c in detectors} == {f"['{CPU_TEST}']"}
 
@@ -326,10 +326,11 @@ def test_pretraining_per_seed_gives_each_seed_its_own_pretrained_encoders(tmp_pa
     merges = {os.path.relpath(option(c, "--output"), str(tmp_path)): c
               for c in runner.commands if "--lidar" in c}
 
+    # seed 0's pre-training is the shared one: a per-seed table extends a shared one
     assert sorted((path, option(c, "SEED")) for path, c in trainings.items()
                   if path.startswith("pretrain")) == [
-        (f"pretrain/{m}/seed_{s}", s) for m in ("camera_only", "clap", "lidar_only")
-        for s in ("0", "1")]
+        (path, s) for m in ("camera_only", "clap", "lidar_only")
+        for path, s in ((f"pretrain/{m}", "0"), (f"pretrain/{m}/seed_1", "1"))]
     merge = merges["pretrain/unipad_merge/seed_1/merged.pth"]
     assert os.path.relpath(option(merge, "--lidar"), str(tmp_path)) == \
         "pretrain/lidar_only/seed_1/model_final.pth"
@@ -344,8 +345,9 @@ def test_pretraining_per_seed_gives_each_seed_its_own_pretrained_encoders(tmp_pa
         "probe_cache/clap/seed_1"
     assert {(c["method"], c["seed"]): c["pretrain_seed"] for c in report["cells"]
             if c["protocol"] == "finetune"} == {
-        ("scratch", 0): None, ("scratch", 1): None, ("unipad_merge", 0): 0,
-        ("unipad_merge", 1): 1, ("clap", 0): 0, ("clap", 1): 1}
+        ("scratch", 0): None, ("scratch", 1): None, ("unipad_merge", 0): None,
+        ("unipad_merge", 1): 1, ("clap", 0): None, ("clap", 1): 1}
+    assert "finetune/clap/fraction_1/seed_0" in trainings
     assert "pre-trainings: one per seed" in (tmp_path / "comparison.md").read_text()
     cpu = comparison.get_preset("cpu")
     once = comparison.estimate_seconds(cpu)
@@ -354,12 +356,14 @@ def test_pretraining_per_seed_gives_each_seed_its_own_pretrained_encoders(tmp_pa
     assert per_seed["probe_cache"] == pytest.approx(3 * once["probe_cache"])
     assert per_seed["finetune"] == once["finetune"]
 
-    # the table of a shared pre-training reuses the scratch cells and runs the others anew
+    # the table of a shared pre-training reuses the scratch cells and seed 0's and runs the
+    # others anew
     shared = FakeRunner()
     run(tmp_path, shared)
     trained = [os.path.relpath(option(c, "OUTPUT_DIR"), str(tmp_path))
                for c in shared.commands if "OUTPUT_DIR" in c]
-    assert "finetune/clap/fraction_1/seed_0" in trained
+    assert "finetune/clap/fraction_1/seed_1" in trained
+    assert "finetune/clap/fraction_1/seed_0" not in trained
     assert not any(path.startswith("finetune/scratch") for path in trained)
 
 
@@ -467,7 +471,8 @@ def test_clap_variants_are_rows_only_when_named_and_pretrain_their_ablation_conf
     runner = FakeRunner()
     report = run(tmp_path, runner, methods=("scratch", "clap_nk128", "clap_temperature1"),
                  protocols=("probe",), seeds=("0",), extra=("--probe-iters", "4"))
-    pretrainings = [c for c in runner.commands if "SEED" not in c and "OUTPUT_DIR" in c]
+    pretrainings = [c for c in runner.commands
+                    if "DATASETS.TRAIN_FRACTION" not in c and "OUTPUT_DIR" in c]
     assert [os.path.relpath(option(c, "--config-file"), comparison.ROOT)
             for c in pretrainings] == ["configs/synthetic/ablations/clap_nk128.yaml",
                                        "configs/synthetic/ablations/clap_temperature1.yaml"]

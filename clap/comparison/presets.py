@@ -17,6 +17,9 @@ from .methods import (
     pretrainings_of,
 )
 
+# SEED of a method's shared pre-training; with `pretrain_per_seed` it is this seed's pre-training
+SHARED_PRETRAIN_SEED = 0
+
 
 @dataclass
 class Preset:
@@ -56,7 +59,8 @@ class Preset:
         jobs: stages run at once unless `--jobs` says otherwise (`Comparison.run`).
         pretrain_per_seed: pre-train every method once per seed (`SEED s` for the cells of
             seed s, so the intervals also hold the pre-training's variation) instead of once
-            (each config's SEED) for every seed.
+            (`SHARED_PRETRAIN_SEED`) for every seed; the shared pre-training and its cells are
+            those of seed `SHARED_PRETRAIN_SEED`.
     """
 
     pretrain_configs: Dict[str, tuple]

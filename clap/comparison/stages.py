@@ -23,7 +23,7 @@ from .methods import (
     pretrainings_of,
 )
 from .plot import plot_report
-from .presets import Preset, get_config_max_iter, methods_of
+from .presets import SHARED_PRETRAIN_SEED, Preset, get_config_max_iter, methods_of
 from .report import (
     METRICS,
     evaluation_curve,
@@ -127,8 +127,11 @@ class Comparison:
         return shared if seed is None else os.path.join(shared, f"seed_{seed}")
 
     def pretrain_seed(self, cell: Cell) -> Optional[int]:
-        """The pre-training seed of `cell`'s encoders (None: the shared pre-training, or none)."""
-        per_seed = self.preset.pretrain_per_seed and pretrainings_of(cell.method)
+        """The pre-training seed of `cell`'s encoders; None: the shared pre-training (SEED
+        `SHARED_PRETRAIN_SEED`, so it is also that seed's pre-training of `pretrain_per_seed`:
+        a per-seed table extends the shared one), or none (scratch)."""
+        per_seed = (self.preset.pretrain_per_seed and pretrainings_of(cell.method)
+                    and cell.seed != SHARED_PRETRAIN_SEED)
         return cell.seed if per_seed else None
 
     def data_dir(self) -> str:
@@ -241,7 +244,8 @@ class Comparison:
 
     def pretrain(self, method: str, seed: Optional[int] = None) -> str:
         """The encoder checkpoint `method` starts from ('' for scratch), pre-trained (or merged)
-        on first need; `seed`: its pre-training's SEED (None: the config's)."""
+        on first need; `seed`: its pre-training's SEED (None: the shared pre-training's,
+        `SHARED_PRETRAIN_SEED`)."""
         if method == "scratch":
             return ""
         if method in MERGE_SOURCES:
@@ -250,12 +254,13 @@ class Comparison:
                               os.path.join(self.pretrain_dir(method, seed), "merged.pth"))
         script, config_file, extra = self.preset.pretrain_configs[method]
         max_iter = self.preset.pretrain_iters or get_config_max_iter(config_file)
-        seeded = [] if seed is None else ["SEED", str(seed)]
         logger.info("Pre-training %s%s (%s)", method, "" if seed is None else f", seed {seed}",
                     config_file)
         return self.train_stage(script, config_file, self.pretrain_dir(method, seed),
                                 ["DATASETS.TEST", "[]"] + list(extra)
-                                + list(self.preset.pretrain_overrides) + seeded, max_iter)
+                                + list(self.preset.pretrain_overrides)
+                                + ["SEED", str(SHARED_PRETRAIN_SEED if seed is None else seed)],
+                                max_iter)
 
     def _labels(self, cell: Cell) -> List[str]:
         """The labelled data and seed of a detector training of `cell`."""
