@@ -23,6 +23,7 @@ FAKE_MAP = {("scratch", 0): 0.10, ("scratch", 1): 0.14, ("scratch", 2): 0.12,
             ("clap", 0): 0.20, ("clap", 1): 0.30, ("clap", 2): 0.22,
             ("unipad_merge", 0): 0.15, ("unipad_merge", 1): 0.15, ("unipad_merge", 2): 0.13,
             ("unipad", 0): 0.16, ("unipad", 1): 0.18, ("unipad", 2): 0.17,
+            ("unipad_scratch", 0): 0.15, ("unipad_scratch", 1): 0.15,
             ("simipu", 0): 0.11, ("simipu", 1): 0.13, ("simipu", 2): 0.13,
             ("clap_nk128", 0): 0.19, ("clap_temperature1", 0): 0.09}
 PROBE_SHIFT = 0.01
@@ -221,6 +222,36 @@ def test_unipad_recipe_fine_tunes_both_single_modal_detectors_then_the_merged_fu
     assert option(fusion, "MODEL.WEIGHTS") == option(merge, "--output")
     assert option(fusion, "MODEL.PRETRAINED_ENCODERS") == ""
     assert option(fusion, "OUTPUT_DIR") == cell
+
+
+def test_unipad_recipe_control_runs_the_same_stages_from_random_encoders(tmp_path):
+    assert "unipad_scratch" not in comparison.METHODS  # a row only when named
+    runner = FakeRunner()
+    report = run(tmp_path, runner, methods=("scratch", "unipad", "unipad_scratch"),
+                 seeds=("0", "1"))
+
+    control = [c for c in runner.commands if os.sep + "unipad_scratch" + os.sep in " ".join(c)]
+    # per seed: LiDAR-only detector, camera-only detector, merge, fusion detector; no
+    # pre-training of its own
+    assert scripts_of(runner).count("projects/single_modal/train_net.py") == 2  # unipad's
+    assert len(control) == 8
+    lidar, camera, merge, fusion = control[:4]
+    assert option(lidar, "MODEL.MODALITIES") == "['lidar']"
+    assert option(camera, "MODEL.MODALITIES") == "['camera']"
+    assert option(lidar, "MODEL.PRETRAINED_ENCODERS") == option(
+        camera, "MODEL.PRETRAINED_ENCODERS") == ""
+    assert "--with-lidar-head" in merge
+    assert option(fusion, "MODEL.WEIGHTS") == option(merge, "--output")
+    recipe = [c for c in runner.commands if os.sep + "unipad" + os.sep in " ".join(c)
+              and "MODEL.MODALITIES" in c]
+    # the same labelled trainings as the recipe, differing only in the start and the folder
+    for ours, theirs in zip((lidar, camera), recipe[:2]):
+        differ = {ours[i - 1] for i, (a, b) in enumerate(zip(ours, theirs)) if a != b}
+        assert differ == {"MODEL.PRETRAINED_ENCODERS", "OUTPUT_DIR"}
+    contrasts = {(c["method"], c["baseline"], c["metric"]): c for c in report["contrasts"]}
+    # what UniPAD's pre-training adds to its recipe: 0.16 - 0.15 and 0.18 - 0.15
+    assert contrasts[("unipad", "unipad_scratch", "mAP")]["mean"] == pytest.approx(0.02)
+    assert contrasts[("unipad", "unipad_scratch", "mAP")]["num_pairs"] == 2
 
 
 def test_probe_cells_share_a_feature_cache_per_method_and_skip_single_modal_methods(tmp_path):

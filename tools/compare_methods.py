@@ -44,6 +44,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from clap.comparison import (  # noqa: E402
     ALL_METHODS,
     CLAP_VARIANTS,
+    CONTROLS,
     METHODS,
     PROTOCOLS,
     Comparison,
@@ -63,7 +64,8 @@ def parse_args(argv=None):
     parser.add_argument("--output", required=True, help="root folder of every stage and result")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=ALL_METHODS,
                         help="rows of the table, in table order (default: every method; the "
-                        f"variants {', '.join(CLAP_VARIANTS)} only when named)")
+                        f"variants {', '.join(CLAP_VARIANTS)} and the controls "
+                        f"{', '.join(CONTROLS)} only when named)")
     parser.add_argument("--finetune-methods", nargs="+", choices=ALL_METHODS,
                         help="the rows of --methods the fine-tuning protocol runs (preset's: "
                         "every method, except 'cpu': scratch unipad_merge clap)")

@@ -21,7 +21,10 @@ METHODS = (
 # Variants of full CLAP (configs/<scale>/ablations): rows of the table only when named in
 # --methods.
 CLAP_VARIANTS = ("clap_nk128", "clap_nk1024", "clap_gram_literal", "clap_temperature1")
-ALL_METHODS = METHODS + CLAP_VARIANTS
+# Controls: rows that take a method's labelled training without its pre-training, to tell the
+# two apart; rows of the table only when named in --methods.
+CONTROLS = ("unipad_scratch",)
+ALL_METHODS = METHODS + CLAP_VARIANTS + CONTROLS
 METHOD_TITLES = {
     "scratch": "From scratch",
     "lidar_only": "LiDAR-only rendering",
@@ -36,6 +39,7 @@ METHOD_TITLES = {
     "clap_nk1024": "CLAP, N_K = 1024 prototypes",
     "clap_gram_literal": "CLAP, the paper's literal Gram term (mean off-diagonal)",
     "clap_temperature1": "CLAP, the paper's assignment temperature 1.0",
+    "unipad_scratch": "UniPAD recipe from random encoders (control, no pre-training)",
 }
 PROTOCOLS = ("finetune", "probe")
 PROTOCOL_TITLES = {
@@ -52,6 +56,8 @@ PROBE_METHODS = ("scratch", "unipad_merge", "simipu", "clap_uniform", "clap_curv
 MERGE_SOURCES = {"unipad_merge": ("lidar_only", "camera_only")}
 # The single-modal pre-trainings the UniPAD recipe fine-tunes, with the detector's modality.
 UNIPAD_STAGES = (("lidar_only", "lidar"), ("camera_only", "camera"))
+# Methods that run the UniPAD recipe's stages: from those pre-trainings, or from random encoders.
+UNIPAD_RECIPES = ("unipad", "unipad_scratch")
 
 CLAP_TRAIN_NET = "tools/train_net.py"
 PROBE_TRAIN_NET = "projects/probe/train_net.py"
@@ -63,7 +69,7 @@ GENERATOR = "tools/make_synthetic_nuscenes.py"
 
 def pretrainings_of(method: str) -> List[str]:
     """The pre-training runs a method's cells need."""
-    if method == "scratch":
+    if method in ("scratch", "unipad_scratch"):
         return []
     if method in MERGE_SOURCES:
         return list(MERGE_SOURCES[method])

@@ -14,6 +14,7 @@ from .methods import (
     ROOT,
     SIMIPU_TRAIN_NET,
     SINGLE_MODAL_TRAIN_NET,
+    UNIPAD_RECIPES,
     pretrainings_of,
 )
 
@@ -286,7 +287,7 @@ def estimate_seconds(preset: Preset, methods: Sequence[str] = METHODS,
     if "finetune" in preset.protocols:
         tuned = methods_of(preset, methods, "finetune")
         # the UniPAD recipe trains two single-modal detectors first in every cell
-        trainings = sum(3 if m == "unipad" else 1 for m in tuned)
+        trainings = sum(3 if m in UNIPAD_RECIPES else 1 for m in tuned)
         estimate["finetune"] = runs * (
             trainings * (preset.finetune_iters * seconds.get("finetune", 0.0) + start)
             + len(tuned) * test_frames * seconds.get("eval_frame", 0.0))

@@ -25,9 +25,10 @@ def _scores(cells: Sequence[dict], method: str, protocol: str, fraction: float,
 
 
 # Differences between rows that the paper's claims are about (docs/comparison.md): the steps of
-# CLAP's ablation and CLAP against UniPAD, each where both rows have seeds to pair.
+# CLAP's ablation, CLAP against UniPAD, and UniPAD's recipe against the same recipe without
+# pre-training (what its pre-training adds), each where both rows have seeds to pair.
 CONTRASTS = (("clap_curvature", "clap_uniform"), ("clap", "clap_curvature"),
-             ("clap", "unipad_merge"), ("clap", "unipad"))
+             ("clap", "unipad_merge"), ("clap", "unipad"), ("unipad", "unipad_scratch"))
 
 
 def _differences(scores_of: Callable[[str], Tuple[Dict[int, float], Dict[int, float]]],

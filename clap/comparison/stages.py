@@ -19,6 +19,7 @@ from .methods import (
     PROBE_TRAIN_NET,
     PROTOCOLS,
     ROOT,
+    UNIPAD_RECIPES,
     UNIPAD_STAGES,
     pretrainings_of,
 )
@@ -271,18 +272,20 @@ class Comparison:
 
     def unipad_initialisation(self, cell: Cell) -> str:
         """The UniPAD recipe's start for `cell`: a LiDAR-only and a camera-only detector, each
-        fine-tuned from its pre-training on the cell's labels, seed and iterations, merged
-        (encoders of each, BEV backbone and head of the LiDAR detector)."""
+        fine-tuned on the cell's labels, seed and iterations from its pre-training (`unipad`)
+        or from random encoders (`unipad_scratch`), merged (encoders of each, BEV backbone and
+        head of the LiDAR detector)."""
         detectors = []
         for source, modality in UNIPAD_STAGES:
             output = os.path.join(self.cell_dir(cell), f"{modality}_detector")
             logger.info("UniPAD recipe: %s-only detector of %s", modality, cell.describe())
+            encoders = (self.pretrain(source, self.pretrain_seed(cell))
+                        if cell.method == "unipad" else "")
             detectors.append(self.train_stage(
                 CLAP_TRAIN_NET, self.preset.detection_config, output,
                 list(self.preset.finetune_overrides) + self._labels(cell) + [
                     "MODEL.MODALITIES", f"['{modality}']",
-                    "MODEL.PRETRAINED_ENCODERS", self.pretrain(source, self.pretrain_seed(cell)),
-                    "DATASETS.TEST", "[]"],
+                    "MODEL.PRETRAINED_ENCODERS", encoders, "DATASETS.TEST", "[]"],
                 self.preset.finetune_iters))
         return self.merge(*detectors, os.path.join(self.cell_dir(cell), "merged.pth"),
                           detector=True)
@@ -349,7 +352,7 @@ class Comparison:
             overrides = list(self.preset.probe_overrides) + overrides + [
                 "MODEL.PRETRAINED_ENCODERS", start,
                 "PROBE.CACHE_DIR", self.probe_cache_dir(cell.method, pretrain_seed)]
-        elif cell.method == "unipad":
+        elif cell.method in UNIPAD_RECIPES:
             script, start = CLAP_TRAIN_NET, self.unipad_initialisation(cell)
             overrides = list(self.preset.finetune_overrides) + overrides + [
                 "MODEL.WEIGHTS", start, "MODEL.PRETRAINED_ENCODERS", ""]
