@@ -252,6 +252,13 @@ def test_unipad_recipe_control_runs_the_same_stages_from_random_encoders(tmp_pat
     # what UniPAD's pre-training adds to its recipe: 0.16 - 0.15 and 0.18 - 0.15
     assert contrasts[("unipad", "unipad_scratch", "mAP")]["mean"] == pytest.approx(0.02)
     assert contrasts[("unipad", "unipad_scratch", "mAP")]["num_pairs"] == 2
+    # the estimate counts its three labelled trainings per cell, and no pre-training
+    preset = dataclasses.replace(comparison.get_preset("cpu"), protocols=["finetune"],
+                                 finetune_methods=comparison.ALL_METHODS)
+    control, recipe, scratch = (comparison.estimate_seconds(preset, [m])
+                                for m in ("unipad_scratch", "unipad", "scratch"))
+    assert control["pretrain"] == 0 < recipe["pretrain"]
+    assert control["finetune"] == recipe["finetune"] > 2.5 * scratch["finetune"]
 
 
 def test_probe_cells_share_a_feature_cache_per_method_and_skip_single_modal_methods(tmp_path):
