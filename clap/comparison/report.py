@@ -345,7 +345,8 @@ def _format_contrasts(contrasts: Sequence[dict], fractions: Sequence[float]) -> 
                 row.append("-" if contrast is None else _interval(contrast))
         lines.append("| " + " | ".join(row) + " |")
     return lines + ["", "Differences between rows the paper's claims compare (the ablation's "
-                        "steps, CLAP against UniPAD), paired by seed as the gains.", ""]
+                        "steps, CLAP against UniPAD) and between UniPAD's recipe and its control "
+                        "without pre-training, paired by seed as the gains.", ""]
 
 
 def _format_label_trends(trends: Sequence[dict]) -> List[str]:
