@@ -532,6 +532,22 @@ def test_report_pairs_the_rows_the_claims_compare(tmp_path):
     assert "| `clap` - `unipad_merge` | +10.00 [" in (tmp_path / "comparison.md").read_text()
 
 
+def test_report_pairs_each_clap_variant_and_the_joint_rows_with_their_reference_rows():
+    mAP = {"scratch": (0.30, 0.31), "lidar_only": (0.35, 0.36), "clap": (0.34, 0.37),
+           "clap_nk128": (0.38, 0.40)}
+    cells = [{"method": method, "protocol": "finetune", "fraction": 0.1, "seed": seed,
+              "mAP": score, "NDS": score} for method, scores in mAP.items()
+             for seed, score in enumerate(scores)]
+    report = comparison.summarize(cells, list(mAP), ["finetune"], [0.1])
+
+    contrasts = {(c["method"], c["baseline"]): c for c in report["contrasts"]
+                 if c["metric"] == "mAP"}
+    assert set(contrasts) == {("clap", "lidar_only"), ("clap_nk128", "clap")}
+    # per seed: 0.38 - 0.34 and 0.40 - 0.37
+    assert contrasts[("clap_nk128", "clap")]["mean"] == pytest.approx(0.035)
+    assert contrasts[("clap", "lidar_only")]["mean"] == pytest.approx(0.0)
+
+
 def test_report_only_tabulates_the_finished_cells_of_several_runs_and_runs_nothing(tmp_path):
     run(tmp_path, FakeRunner(), methods=("scratch", "clap"), seeds=("0", "1"))
     run(tmp_path, FakeRunner(), methods=("scratch", "clap"), seeds=("0",), protocols=("probe",))

@@ -6,7 +6,7 @@ from typing import Callable, Dict, List, Sequence, Tuple
 
 from clap.evaluation.statistics import mean_std, paired_difference
 
-from .methods import METHOD_TITLES, PROTOCOL_TITLES
+from .methods import CLAP_VARIANTS, METHOD_TITLES, PROTOCOL_TITLES
 
 
 def format_fraction(fraction: float) -> str:
@@ -24,11 +24,14 @@ def _scores(cells: Sequence[dict], method: str, protocol: str, fraction: float,
             and c["protocol"] == protocol and c["fraction"] == fraction}
 
 
-# Differences between rows that the paper's claims are about (docs/comparison.md): the steps of
-# CLAP's ablation, CLAP against UniPAD, and UniPAD's recipe against the same recipe without
-# pre-training (what its pre-training adds), each where both rows have seeds to pair.
+# Differences between rows that the paper's claims are about (docs/comparison.md), each where
+# both rows have seeds to pair: the steps of CLAP's ablation, CLAP against UniPAD, UniPAD's
+# recipe against the same recipe without pre-training (what its pre-training adds), what joint
+# or merged pre-training adds to the LiDAR-only one, and each variant of CLAP against CLAP.
 CONTRASTS = (("clap_curvature", "clap_uniform"), ("clap", "clap_curvature"),
-             ("clap", "unipad_merge"), ("clap", "unipad"), ("unipad", "unipad_scratch"))
+             ("clap", "unipad_merge"), ("clap", "unipad"), ("unipad", "unipad_scratch"),
+             ("lidar_only", "camera_only"), ("unipad_merge", "lidar_only"),
+             ("clap", "lidar_only")) + tuple((variant, "clap") for variant in CLAP_VARIANTS)
 
 
 def _differences(scores_of: Callable[[str], Tuple[Dict[int, float], Dict[int, float]]],
@@ -345,7 +348,8 @@ def _format_contrasts(contrasts: Sequence[dict], fractions: Sequence[float]) -> 
                 row.append("-" if contrast is None else _interval(contrast))
         lines.append("| " + " | ".join(row) + " |")
     return lines + ["", "Differences between rows the paper's claims compare (the ablation's "
-                        "steps, CLAP against UniPAD) and between UniPAD's recipe and its control "
+                        "steps, CLAP against UniPAD and against LiDAR-only rendering, each "
+                        "variant against CLAP) and between UniPAD's recipe and its control "
                         "without pre-training, paired by seed as the gains.", ""]
 
 
