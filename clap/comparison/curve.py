@@ -4,7 +4,7 @@ number of pre-training iterations (docs/comparison.md, "Longer pre-training").""
 import json
 from typing import Dict, List, Optional, Sequence
 
-from .report import METRICS, format_fraction
+from .report import METRICS, format_fraction, format_interval, format_percent
 
 
 def load_reports(paths: Sequence[str]) -> List[dict]:
@@ -27,7 +27,7 @@ def _gain(report: dict, method: str, protocol: str, fraction: float,
     for gain in report["gains"]:
         if (gain["method"], gain["protocol"], gain["fraction"], gain["metric"]) == (
                 method, protocol, fraction, metric):
-            return {key: gain[key] for key in ("mean", "low", "high", "significant")}
+            return gain
     return None
 
 
@@ -35,8 +35,8 @@ def pretrain_curve(reports: Sequence[dict], protocol: str, fraction: float,
                    methods: Optional[Sequence[str]] = None) -> List[dict]:
     """One point per method and report with cells of `protocol` at `fraction`:
     {"method", "pretrain_iters", "num_seeds", "path", and per metric M of METRICS "M_mean",
-    "M_std" (fractions, not %) and "M_gain" (the report's gain over scratch {"mean", "low",
-    "high", "significant"}, None for scratch)}, sorted by method (order of `methods`, else of
+    "M_std" (fractions, not %) and "M_gain" (the report's gain over scratch, its "gains" entry,
+    None for scratch)}, sorted by method (order of `methods`, else of
     first appearance) and length. Scratch pre-trains nothing: its points are each report's own
     scratch cells, drawn at that report's length. Two reports with the same length and method
     raise ValueError naming both files."""
@@ -81,11 +81,11 @@ def format_curve(points: Sequence[dict], metric: str) -> str:
             if point is None:
                 cells.append("-")
                 continue
-            cell = f"{100 * point[f'{metric}_mean']:.2f} +- {100 * point[f'{metric}_std']:.2f}"
+            cell = (f"{format_percent(point[f'{metric}_mean'])} +- "
+                    f"{format_percent(point[f'{metric}_std'])}")
             gain = point[f"{metric}_gain"]
             if gain is not None:
-                cell += (f"; {100 * gain['mean']:+.2f} [{100 * gain['low']:+.2f}, "
-                         f"{100 * gain['high']:+.2f}]" + ("*" if gain["significant"] else ""))
+                cell += f"; {format_interval(gain)}"
             cells.append(cell)
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

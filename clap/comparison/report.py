@@ -154,7 +154,7 @@ def _format_reruns(reruns: Sequence[dict]) -> List[str]:
         row.append(str(by_key[(method, fraction, "mAP")]["num_pairs"]))
         for metric in METRICS:
             difference = by_key[(method, fraction, metric)]
-            row.append(_interval(difference))
+            row.append(format_interval(difference))
         lines.append("| " + " | ".join(row) + " |")
     return lines + ["", "Cells trained again against the scores recorded for them "
                         "(--recorded-cells), paired by seed, in points of %; 0 where they "
@@ -197,8 +197,8 @@ def _format_evaluation_curve(curve: dict, protocol: str) -> List[str]:
             entry = by_key.get((method, fraction, iterations))
             gain = gains.get((method, fraction, iterations))
             text = "-" if entry is None else (
-                f"{_percent(entry['mAP_mean'])} +- {_percent(entry['mAP_std'])}")
-            row.append(text if gain is None else f"{text}; {_interval(gain)}")
+                f"{format_percent(entry['mAP_mean'])} +- {format_percent(entry['mAP_std'])}")
+            row.append(text if gain is None else f"{text}; {format_interval(gain)}")
         lines.append("| " + " | ".join(row) + " |")
     return lines + ["", "mAP in %, mean +- std over the seeds at each evaluation of the same "
                         "runs; after `;` the gain over scratch [95%], paired by seed.", ""]
@@ -211,7 +211,7 @@ def _title(method: str, protocol: str) -> str:
     return METHOD_TITLES.get(method, method)
 
 
-def _percent(value: float) -> str:
+def format_percent(value: float) -> str:
     return f"{100 * value:.2f}"
 
 
@@ -239,10 +239,10 @@ def format_report(report: dict) -> str:
                     if entry is None:
                         row.append("-")
                     elif entry["num_seeds"] == 1:  # no spread to show
-                        row.append(_percent(entry[f"{metric}_mean"]))
+                        row.append(format_percent(entry[f"{metric}_mean"]))
                     else:
-                        row.append(f"{_percent(entry[f'{metric}_mean'])} +- "
-                                   f"{_percent(entry[f'{metric}_std'])}")
+                        row.append(f"{format_percent(entry[f'{metric}_mean'])} +- "
+                                   f"{format_percent(entry[f'{metric}_std'])}")
             lines.append("| " + " | ".join(row) + " |")
         seeds = sorted({e["num_seeds"] for e in entries})
         spread = "" if seeds == [1] else " +- sample std"
@@ -287,12 +287,13 @@ def signal_check(entries: Sequence[dict]) -> dict:
 def format_signal(check: dict) -> str:
     """One line: is there a signal to rank by (`signal_check`)?"""
     scratch = "no scratch row" if check["scratch_mAP"] is None else \
-        f"scratch mAP {_percent(check['scratch_mAP'])}"
+        f"scratch mAP {format_percent(check['scratch_mAP'])}"
     verdict = "met" if check["scratch_ok"] and check["spread_ok"] else "NOT met"
     allowed = check["spread"] * MAX_STD_SHARE_OF_SPREAD
     return (f"Signal at {format_fraction(check['fraction'])} labels: {scratch} (needs >= "
-            f"{_percent(MIN_SCRATCH_MAP)}), largest row std {_percent(check['max_std'])} vs a "
-            f"third of the spread between rows {_percent(allowed)} (mAP, %): {verdict}.")
+            f"{format_percent(MIN_SCRATCH_MAP)}), largest row std "
+            f"{format_percent(check['max_std'])} vs a third of the spread between rows "
+            f"{format_percent(allowed)} (mAP, %): {verdict}.")
 
 
 def _format_gains(gains: Sequence[dict], fractions: Sequence[float]) -> List[str]:
@@ -309,7 +310,7 @@ def _format_gains(gains: Sequence[dict], fractions: Sequence[float]) -> List[str
         for fraction in fractions:
             for metric in METRICS:
                 gain = by_key.get((method, fraction, metric))
-                row.append("-" if gain is None else _interval(gain))
+                row.append("-" if gain is None else format_interval(gain))
         lines.append("| " + " | ".join(row) + " |")
     significant = [f"{METHOD_TITLES.get(g['method'], g['method'])} ({g['metric']}, "
                    f"{format_fraction(g['fraction'])}: {100 * g['mean']:+.2f})"
@@ -322,7 +323,7 @@ def _format_gains(gains: Sequence[dict], fractions: Sequence[float]) -> List[str
     return lines
 
 
-def _interval(difference: dict) -> str:
+def format_interval(difference: dict) -> str:
     """'+1.23 [-0.50, +2.96]*' in points of % (* where the interval excludes 0); the mean
     alone for a single pair (no interval)."""
     if difference["num_pairs"] < 2:
@@ -345,7 +346,7 @@ def _format_contrasts(contrasts: Sequence[dict], fractions: Sequence[float]) -> 
         for fraction in fractions:
             for metric in METRICS:
                 contrast = by_key.get((method, baseline, fraction, metric))
-                row.append("-" if contrast is None else _interval(contrast))
+                row.append("-" if contrast is None else format_interval(contrast))
         lines.append("| " + " | ".join(row) + " |")
     return lines + ["", "Differences between rows the paper's claims compare (the ablation's "
                         "steps, CLAP against UniPAD and against LiDAR-only rendering, each "
@@ -364,7 +365,7 @@ def _format_label_trends(trends: Sequence[dict]) -> List[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for method in dict.fromkeys(t["method"] for t in trends):
         row = [METHOD_TITLES.get(method, method)]
-        row += ["-" if (method, m) not in by_key else _interval(by_key[(method, m)])
+        row += ["-" if (method, m) not in by_key else format_interval(by_key[(method, m)])
                 for m in METRICS]
         lines.append("| " + " | ".join(row) + " |")
     return lines + ["", "Positive: the gain over scratch grows as labels shrink; per seed, the "
