@@ -9,7 +9,8 @@ from .report import METRICS, format_fraction, format_interval, format_percent
 
 def load_reports(paths: Sequence[str]) -> List[dict]:
     """The comparison.json files at `paths`, each with its "path"; a file that is not a
-    comparison report (no "pretrain_iters" or "summary") raises ValueError naming it."""
+    comparison report (no "pretrain_iters", "summary" or "gains") raises ValueError naming
+    it."""
     reports = []
     for path in paths:
         with open(path) as f:
